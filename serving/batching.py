@@ -1,10 +1,16 @@
 """Server-side batching: concurrent requests merged into one model call.
 
 Configured by TF Serving's BatchingParameters text proto. Requests for the same
-version, signature and input layout queue together; a batch thread takes
-everything queued (up to max_batch_size rows, waiting at most
-batch_timeout_micros for more) and runs the model once. While one batch runs,
-the next one fills, which is what lifts throughput under concurrency.
+version, signature and input layout queue together. A batch closes when it
+holds max_batch_size rows or when its oldest request has waited
+batch_timeout_micros, and runs as soon as one of num_batch_threads is free.
+While one batch runs, the next one fills, which is what lifts throughput under
+concurrency.
+
+The scheduler lives on the server's event loop. With one batch thread, batches
+run on the loop itself: a batch is what the loop would otherwise wait for, and
+this saves a thread hand-off per batch, which is most of a small batch's cost
+in Python. With more, batches run on a pool of that many threads.
 
 A batch that fails is retried request by request, so one malformed request
 fails alone instead of failing its neighbours.
@@ -14,12 +20,12 @@ request and max_execution_batch_size limits a model call: a larger request is
 split into chunks that are batched like any other, and its answer is the
 chunks' outputs put back together in order.
 """
+import asyncio
 import collections
 import dataclasses
-import threading
 import time
 from concurrent import futures
-from typing import Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import grpc
 import numpy as np
@@ -92,7 +98,7 @@ class _Task:
     inputs: Mapping[str, np.ndarray]
     size: int
     enqueued: float
-    future: futures.Future
+    future: asyncio.Future
 
 
 @dataclasses.dataclass
@@ -101,7 +107,9 @@ class _Queue:
     signature_name: str
     output_keys: Tuple[str, ...]
     tasks: Deque[_Task] = dataclasses.field(default_factory=collections.deque)
-    rows: int = 0
+    rows: int = 0  # in the open batch
+    waiting_rows: int = 0  # in the open batch and in closed batches not yet running
+    timer: Optional[asyncio.TimerHandle] = None
 
 
 def _task_size(inputs: Mapping[str, np.ndarray]) -> int:
@@ -126,22 +134,28 @@ def _queue_key(servable: Servable, signature_name: str, inputs: Mapping[str, np.
 
 
 class BatchScheduler:
-    """Merges concurrent model calls; `run` has the signature of an inference runner."""
+    """Merges concurrent model calls on `loop`.
 
-    def __init__(self, options: BatchingOptions):
+    `run_async` (on the loop) and `run` (from any other thread) have the
+    signature of an inference runner.
+    """
+
+    def __init__(self, options: BatchingOptions, loop: asyncio.AbstractEventLoop):
         self.options = options
-        self._condition = threading.Condition()
+        self._loop = loop
         self._queues: Dict[tuple, _Queue] = {}
+        self._threads = asyncio.Semaphore(options.num_batch_threads)
+        self._pool = (futures.ThreadPoolExecutor(options.num_batch_threads,
+                                                 thread_name_prefix="batch")
+                      if options.num_batch_threads > 1 else None)
+        self._running: Set[asyncio.Task] = set()
         self._stopping = False
         self._batches = 0
         self._tasks = 0
-        self._threads = [threading.Thread(target=self._work, name=f"batch-{index}", daemon=True)
-                         for index in range(options.num_batch_threads)]
-        for thread in self._threads:
-            thread.start()
 
-    def run(self, servable: Servable, signature_name: str, inputs: Mapping[str, np.ndarray],
-            output_keys: Sequence[str]) -> Dict[str, np.ndarray]:
+    async def run_async(self, servable: Servable, signature_name: str,
+                        inputs: Mapping[str, np.ndarray],
+                        output_keys: Sequence[str]) -> Dict[str, np.ndarray]:
         size = _task_size(inputs)
         if size > self.options.max_batch_size:
             raise errors.invalid_argument(
@@ -150,127 +164,142 @@ class BatchScheduler:
         tasks = self._split(inputs, size)
         self._enqueue(servable, signature_name, output_keys, tasks)
         if len(tasks) == 1:
-            return tasks[0].future.result()
-        parts = [task.future.result() for task in tasks]
+            return await tasks[0].future
+        parts = await asyncio.gather(*(task.future for task in tasks), return_exceptions=True)
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def run(self, servable: Servable, signature_name: str, inputs: Mapping[str, np.ndarray],
+            output_keys: Sequence[str]) -> Dict[str, np.ndarray]:
+        """`run_async` from a thread other than the loop's (REST handlers)."""
+        return asyncio.run_coroutine_threadsafe(
+            self.run_async(servable, signature_name, inputs, output_keys), self._loop).result()
 
     def _split(self, inputs: Mapping[str, np.ndarray], size: int) -> List[_Task]:
         """One task per model call's worth of rows (a single task without splitting)."""
         chunk, now = self.options.execution_batch_size, time.monotonic()
         if size <= chunk:
-            return [_Task(inputs, size, now, futures.Future())]
+            return [_Task(inputs, size, now, self._loop.create_future())]
         return [_Task({alias: value[start:start + chunk] for alias, value in inputs.items()},
-                      min(chunk, size - start), now, futures.Future())
+                      min(chunk, size - start), now, self._loop.create_future())
                 for start in range(0, size, chunk)]
 
     def _enqueue(self, servable: Servable, signature_name: str, output_keys: Sequence[str],
                  tasks: List[_Task]) -> None:
         """Queues a request's tasks together, or none of them when the queue is full."""
+        if self._stopping:
+            raise errors.unavailable("The batch scheduler is shutting down")
         key = _queue_key(servable, signature_name, tasks[0].inputs, output_keys)
         rows = sum(task.size for task in tasks)
         limit = self.options.execution_batch_size * self.options.max_enqueued_batches
-        with self._condition:
-            if self._stopping:
-                raise errors.unavailable("The batch scheduler is shutting down")
-            queue = self._queues.get(key)
-            if queue is None:
-                queue = self._queues[key] = _Queue(servable, signature_name, tuple(output_keys))
-            if queue.rows + rows > limit:
-                if not queue.tasks:
-                    del self._queues[key]
-                raise errors.unavailable(
-                    "The batch scheduling queue to which this task was submitted is full")
-            queue.tasks.extend(tasks)
-            queue.rows += rows
-            self._condition.notify()
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue(servable, signature_name, tuple(output_keys))
+        if queue.waiting_rows + rows > limit:
+            self._forget_if_idle(key, queue)
+            raise errors.unavailable(
+                "The batch scheduling queue to which this task was submitted is full")
+        queue.tasks.extend(tasks)
+        queue.rows += rows
+        queue.waiting_rows += rows
+        self._schedule(key, queue)
 
-    def stats(self) -> Dict[str, int]:
-        """How many model calls ran, and how many tasks (requests, or their chunks when
-        split) they answered."""
-        with self._condition:
-            return {"batches": self._batches, "tasks": self._tasks}
+    def _schedule(self, key: tuple, queue: _Queue) -> None:
+        """Closes every full batch; the rest waits until its oldest task times out."""
+        while queue.rows >= self.options.execution_batch_size:
+            self._close(key, queue)
+        if queue.tasks and queue.timer is None:
+            delay = (queue.tasks[0].enqueued + self.options.batch_timeout_micros / 1e6
+                     - time.monotonic())
+            queue.timer = self._loop.call_later(max(delay, 0.0), self._timed_out, key, queue)
 
-    def queued_tasks(self) -> int:
-        """Requests waiting for a batch thread."""
-        with self._condition:
-            return sum(len(queue.tasks) for queue in self._queues.values())
+    def _timed_out(self, key: tuple, queue: _Queue) -> None:
+        queue.timer = None
+        if queue.tasks:
+            self._close(key, queue)
+            self._schedule(key, queue)
 
-    def stop(self) -> None:
-        """Finishes the queued tasks, then ends the batch threads."""
-        with self._condition:
-            self._stopping = True
-            self._condition.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=60)
+    def _close(self, key: tuple, queue: _Queue) -> None:
+        if queue.timer is not None:
+            queue.timer.cancel()
+            queue.timer = None
+        batch = self._loop.create_task(self._execute(key, queue, self._take(queue)))
+        self._running.add(batch)
+        batch.add_done_callback(self._running.discard)
 
-    # ------------------------------------------------------------ batch threads
-
-    def _work(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            queue, tasks = batch
-            with self._condition:
-                self._batches += 1
-                self._tasks += len(tasks)
-            self._process(queue, tasks)
-
-    def _oldest_queue(self) -> Optional[Tuple[tuple, _Queue]]:
-        waiting = [(queue.tasks[0].enqueued, key) for key, queue in self._queues.items()
-                   if queue.tasks]
-        if not waiting:
-            return None
-        key = min(waiting)[1]
-        return key, self._queues[key]
-
-    def _next_batch(self) -> Optional[Tuple[_Queue, List[_Task]]]:
-        timeout = self.options.batch_timeout_micros / 1e6
-        with self._condition:
-            while True:
-                oldest = self._oldest_queue()
-                if oldest is None:
-                    if self._stopping:
-                        return None
-                    self._condition.wait()
-                    continue
-                key, queue = oldest
-                wait = queue.tasks[0].enqueued + timeout - time.monotonic()
-                if (queue.rows >= self.options.execution_batch_size or wait <= 0
-                        or self._stopping):
-                    return queue, self._take(key, queue)
-                self._condition.wait(wait)
-
-    def _take(self, key: tuple, queue: _Queue) -> List[_Task]:
+    def _take(self, queue: _Queue) -> List[_Task]:
         tasks, rows = [], 0
         while queue.tasks and rows + queue.tasks[0].size <= self.options.execution_batch_size:
             task = queue.tasks.popleft()
             tasks.append(task)
             rows += task.size
         queue.rows -= rows
-        if not queue.tasks:
-            del self._queues[key]
         return tasks
 
-    def _process(self, queue: _Queue, tasks: List[_Task]) -> None:
+    def _forget_if_idle(self, key: tuple, queue: _Queue) -> None:
+        if queue.waiting_rows == 0 and self._queues.get(key) is queue:
+            del self._queues[key]
+
+    def stats(self) -> Dict[str, int]:
+        """How many model calls ran, how many tasks (requests, or their chunks when split)
+        they answered, and how many rows wait for a batch thread."""
+        queued_rows = sum(queue.waiting_rows for queue in list(self._queues.values()))
+        return {"batches": self._batches, "tasks": self._tasks, "queued_rows": queued_rows}
+
+    async def stop_async(self) -> None:
+        """Runs the queued tasks now and waits for every batch to finish."""
+        self._stopping = True
+        for key, queue in list(self._queues.items()):
+            while queue.tasks:
+                self._close(key, queue)
+        await asyncio.gather(*list(self._running), return_exceptions=True)
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def stop(self) -> None:
+        """`stop_async` from a thread other than the loop's."""
+        asyncio.run_coroutine_threadsafe(self.stop_async(), self._loop).result()
+
+    # ------------------------------------------------------------ batches
+
+    async def _execute(self, key: tuple, queue: _Queue, tasks: List[_Task]) -> None:
+        async with self._threads:
+            queue.waiting_rows -= sum(task.size for task in tasks)
+            self._forget_if_idle(key, queue)
+            self._batches += 1
+            self._tasks += len(tasks)
+            if self._pool is None:
+                results = self._compute(queue, tasks)
+            else:
+                results = await self._loop.run_in_executor(self._pool, self._compute,
+                                                           queue, tasks)
+        for task, result in zip(tasks, results):
+            if task.future.done():  # the caller has gone (a cancelled RPC)
+                continue
+            if isinstance(result, BaseException):
+                task.future.set_exception(result)
+            else:
+                task.future.set_result(result)
+
+    def _compute(self, queue: _Queue, tasks: List[_Task]) -> List[object]:
+        """Each task's outputs, or the error that fails it."""
         try:
             outputs = self._run_batch(queue, tasks)
         except errors.ServingError as err:
             if len(tasks) == 1:
-                tasks[0].future.set_exception(err)
-                return
-            for task in tasks:  # find the request that broke the batch
-                self._process(queue, [task])
-            return
+                return [err]
+            # find the request that broke the batch
+            return [result for task in tasks for result in self._compute(queue, [task])]
         except Exception as err:  # never leave a client waiting on a dead future
-            for task in tasks:
-                task.future.set_exception(errors.internal(f"batch failed: {err}"))
-            return
-        start = 0
+            return [errors.internal(f"batch failed: {err}") for _ in tasks]
+        results, start = [], 0
         for task in tasks:
-            task.future.set_result({key: value[start:start + task.size]
-                                    for key, value in outputs.items()})
+            results.append({key: value[start:start + task.size]
+                            for key, value in outputs.items()})
             start += task.size
+        return results
 
     def _run_batch(self, queue: _Queue, tasks: List[_Task]) -> Dict[str, np.ndarray]:
         total = sum(task.size for task in tasks)

@@ -21,58 +21,68 @@ METHODS = {
                          get_model_metadata_pb2.GetModelMetadataResponse),
 }
 SIGNATURE_DEF_FIELD = "signature_def"
+INFERENCE_APIS = {
+    "Predict": (inference.predict, predict_pb2.PredictResponse),
+    "Classify": (inference.classify, classification_pb2.ClassificationResponse),
+    "Regress": (inference.regress, regression_pb2.RegressionResponse),
+    "MultiInference": (inference.multi_inference, inference_pb2.MultiInferenceResponse),
+}
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Serves the versions a ModelManager has loaded, through an inference runner."""
+    """Serves the versions a ModelManager has loaded, through an inference runner.
+
+    The inference RPCs are coroutines on the server's event loop; the model
+    calls go through `runner` (the batch scheduler, or a thread pool).
+    """
 
     def __init__(self, manager: ModelManager, metrics: ServingMetrics,
-                 runner: inference.Runner = inference.direct_runner):
+                 runner: inference.AsyncRunner):
         self._manager = manager
         self._metrics = metrics
-        self._runner = runner
+        self._runners = {api: self._timed(api, runner) for api in INFERENCE_APIS}
         self._rpc = RpcRunner(metrics)
 
     def handler(self):
         return generic_handler(SERVICE_NAME, self, METHODS)
 
-    def _timed_runner(self, api: str) -> inference.Runner:
-        def run(servable, signature_name, inputs, output_keys):
+    def _timed(self, api: str, runner: inference.AsyncRunner) -> inference.AsyncRunner:
+        async def run(servable, signature_name, inputs, output_keys):
             started = time.perf_counter()
-            outputs = self._runner(servable, signature_name, inputs, output_keys)
+            outputs = await runner(servable, signature_name, inputs, output_keys)
             self._metrics.record_runtime(api, servable.name, str(servable.version),
                                          (time.perf_counter() - started) * 1e6)
             return outputs
         return run
 
-    def _serve(self, api: str, operation, request):
+    async def _serve(self, api: str, operation, request):
         model_spec = request.model_spec if api != "MultiInference" else _first_spec(request)
         if api != "MultiInference" and not request.HasField("model_spec"):
             raise errors.invalid_argument("Missing ModelSpec")
         servable = self._manager.resolve(model_spec)
-        response = operation(servable, request, self._timed_runner(api))
+        response = await inference.complete_async(operation(servable, request),
+                                                  self._runners[api])
         return response, servable.name, str(servable.version)
 
-    def Predict(self, request, context):
-        return self._rpc("Predict", request, context,
-                         lambda r: self._serve("Predict", inference.predict, r),
-                         predict_pb2.PredictResponse)
+    async def _inference(self, api: str, request, context):
+        operation, response_class = INFERENCE_APIS[api]
+        return await self._rpc.call_async(
+            api, request, context, lambda parsed: self._serve(api, operation, parsed),
+            response_class)
 
-    def Classify(self, request, context):
-        return self._rpc("Classify", request, context,
-                         lambda r: self._serve("Classify", inference.classify, r),
-                         classification_pb2.ClassificationResponse)
+    async def Predict(self, request, context):
+        return await self._inference("Predict", request, context)
 
-    def Regress(self, request, context):
-        return self._rpc("Regress", request, context,
-                         lambda r: self._serve("Regress", inference.regress, r),
-                         regression_pb2.RegressionResponse)
+    async def Classify(self, request, context):
+        return await self._inference("Classify", request, context)
 
-    def MultiInference(self, request, context):
-        return self._rpc("MultiInference", request, context,
-                         lambda r: self._serve("MultiInference", inference.multi_inference, r),
-                         inference_pb2.MultiInferenceResponse)
+    async def Regress(self, request, context):
+        return await self._inference("Regress", request, context)
 
+    async def MultiInference(self, request, context):
+        return await self._inference("MultiInference", request, context)
+
+    # Not a coroutine: like ModelService, it runs on the server's thread pool.
     def GetModelMetadata(self, request, context):
         return self._rpc("GetModelMetadata", request, context, self._metadata,
                          get_model_metadata_pb2.GetModelMetadataResponse)

@@ -234,12 +234,15 @@ def _handler_class(manager: ModelManager, metrics: ServingMetrics, runner: infer
     def _answer(method: str, servable, spec: model_pb2.ModelSpec, body: dict) -> dict:
         if method == ":classify":
             request = build_example_request(classification_pb2.ClassificationRequest, spec, body)
-            return classify_json(inference.classify(servable, request, runner))
+            return classify_json(_complete(inference.classify(servable, request)))
         if method == ":regress":
             request = build_example_request(regression_pb2.RegressionRequest, spec, body)
-            return regress_json(inference.regress(servable, request, runner))
+            return regress_json(_complete(inference.regress(servable, request)))
         request, row_format = build_predict_request(spec, body, servable.signature_defs)
-        return predict_json(inference.predict(servable, request, runner), row_format)
+        return predict_json(_complete(inference.predict(servable, request)), row_format)
+
+    def _complete(operation: inference.Operation):
+        return inference.complete(operation, runner)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

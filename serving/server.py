@@ -1,5 +1,11 @@
 """The model server: gRPC services, model manager, pollers, REST and shutdown.
 
+gRPC runs on an asyncio event loop of its own (grpc.aio): the inference RPCs
+are coroutines there, as is batching, so a request costs no thread hand-offs
+on its way in and out. ModelService, GetModelMetadata and health checking run
+on a thread pool; a large model call without batching runs on another, so it
+never holds up the loop (inference.unbatched_runner).
+
     server = ModelServer(ServerOptions(model_name="fraud", model_base_path=path, port=0))
     port = server.start()            # bound port; models load in the background
     server.wait_until_available(60)  # health reports SERVING from here on
@@ -22,6 +28,7 @@ from pipeline.errors import UsageError
 from serving import (config_protos, errors, inference, model_service, prediction_service, tls,
                      warmup)
 from serving.batching import BatchingOptions, BatchScheduler
+from serving.event_loop import EventLoopThread
 from serving.metrics import ServingMetrics
 from serving.model_manager import ModelManager, single_model_config, validate_config
 from serving.options import ServerOptions
@@ -62,7 +69,10 @@ class ModelServer:
             on_change=self._update_health,
             on_load=self.metrics.record_load)
         self._health = health.HealthServicer()
-        self._grpc_server: Optional[grpc.Server] = None
+        self._loop: Optional[EventLoopThread] = None
+        self._rpc_threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._model_threads: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._grpc_server: Optional[grpc.aio.Server] = None
         self._rest: Optional[RestApiServer] = None
         self._stop = threading.Event()
         self._threads = []
@@ -100,35 +110,44 @@ class ModelServer:
 
     @property
     def runner(self) -> inference.Runner:
+        """The blocking model runner, for callers off the event loop (REST)."""
         return self._scheduler.run if self._scheduler is not None else inference.direct_runner
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> int:
         """Binds and starts serving; returns the gRPC port. Models load in the background."""
+        self._loop = EventLoopThread("grpc-server")
+        threads = self.options.grpc_max_threads
+        self._rpc_threads = concurrent.futures.ThreadPoolExecutor(threads, "grpc")
+        self._model_threads = concurrent.futures.ThreadPoolExecutor(threads, "model")
         if self._batching is not None:
-            self._scheduler = BatchScheduler(self._batching)
+            self._scheduler = BatchScheduler(self._batching, self._loop.loop)
         for name in ("",) + SERVICE_NAMES:
             self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        server = grpc.server(
-            concurrent.futures.ThreadPoolExecutor(max_workers=self.options.grpc_max_threads,
-                                                  thread_name_prefix="grpc"),
-            options=self.options.channel_arguments())
-        server.add_generic_rpc_handlers((
-            prediction_service.PredictionService(self.manager, self.metrics, self.runner).handler(),
-            model_service.ModelService(self.manager, self.metrics).handler(),
-        ))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        self.port = self._bind(server)
+        self.port = self._loop.run(self._create_grpc_server())
         self._start_rest()
-        server.start()
-        self._grpc_server = server
+        self._loop.run(self._grpc_server.start())
         LOG.info("Running gRPC ModelServer at %s:%d (%s)", self.options.bind_address, self.port,
                  "TLS" if self._ssl_config else "plaintext")
         self._spawn("initial-load", self._initial_load)
         return self.port
 
-    def _bind(self, server: grpc.Server) -> int:
+    async def _create_grpc_server(self) -> int:
+        """The gRPC server with its services, bound; returns the port."""
+        server = grpc.aio.server(migration_thread_pool=self._rpc_threads,
+                                 options=self.options.channel_arguments())
+        runner = (self._scheduler.run_async if self._scheduler is not None
+                  else inference.unbatched_runner(self._model_threads))
+        server.add_generic_rpc_handlers((
+            prediction_service.PredictionService(self.manager, self.metrics, runner).handler(),
+            model_service.ModelService(self.manager, self.metrics).handler(),
+        ))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self._grpc_server = server
+        return self._bind(server)
+
+    def _bind(self, server: grpc.aio.Server) -> int:
         address = f"{self.options.bind_address}:{self.options.port}"
         try:
             if self._ssl_config is not None:
@@ -215,7 +234,7 @@ class ModelServer:
         self._stop.set()
         self._health.enter_graceful_shutdown()
         if self._grpc_server is not None:
-            self._grpc_server.stop(grace).wait()
+            self._loop.run(self._grpc_server.stop(grace))
         if self._rest is not None:
             self._rest.stop()
         for thread in self._threads:
@@ -223,4 +242,9 @@ class ModelServer:
         if self._scheduler is not None:
             self._scheduler.stop()
         self.manager.stop()
+        for pool in (self._rpc_threads, self._model_threads):
+            if pool is not None:
+                pool.shutdown()
+        if self._loop is not None:
+            self._loop.close()
         LOG.info("Model server stopped")

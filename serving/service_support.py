@@ -48,7 +48,11 @@ def generic_handler(service_name: str, servicer,
 
 
 class RpcRunner:
-    """Runs one RPC body: maps ServingError to a gRPC status and records metrics."""
+    """Runs one RPC body: maps ServingError to a gRPC status and records metrics.
+
+    A body takes the request and returns (response, model name, version); for
+    `call_async` it is a coroutine function.
+    """
 
     def __init__(self, metrics: ServingMetrics):
         self._metrics = metrics
@@ -56,26 +60,43 @@ class RpcRunner:
     def __call__(self, api: str, request, context: grpc.ServicerContext,
                  body: Callable, response_class):
         started = time.perf_counter()
-        model_name, version = "", ""
         try:
-            if isinstance(request, MalformedRequest):
-                raise errors.invalid_argument(f"Could not parse {api} request: {request.reason}")
-            response, model_name, version = body(request)
-            status = grpc.StatusCode.OK
-        except errors.ServingError as err:
-            response, status = response_class(), err.code
-            model_name = model_name or _model_name(request)
-            context.set_code(err.code)
-            context.set_details(err.message)
+            outcome = (*body(_parsed(api, request)), grpc.StatusCode.OK)
         except Exception as err:  # a bug must cost one request, not the server
-            LOG.exception("%s failed", api)
-            response, status = response_class(), grpc.StatusCode.INTERNAL
-            model_name = _model_name(request)
-            context.set_code(status)
-            context.set_details(f"{type(err).__name__}: {err}")
+            outcome = _failure(api, request, context, err, response_class)
+        return self._finish(api, started, outcome)
+
+    async def call_async(self, api: str, request, context, body: Callable, response_class):
+        started = time.perf_counter()
+        try:
+            outcome = (*await body(_parsed(api, request)), grpc.StatusCode.OK)
+        except Exception as err:  # a bug must cost one request, not the server
+            outcome = _failure(api, request, context, err, response_class)
+        return self._finish(api, started, outcome)
+
+    def _finish(self, api: str, started: float, outcome: tuple):
+        response, model_name, version, status = outcome
         latency_us = (time.perf_counter() - started) * 1e6
         self._metrics.record_request(api, model_name, version, status.name, latency_us)
         return response
+
+
+def _parsed(api: str, request):
+    if isinstance(request, MalformedRequest):
+        raise errors.invalid_argument(f"Could not parse {api} request: {request.reason}")
+    return request
+
+
+def _failure(api: str, request, context, err: Exception, response_class) -> tuple:
+    """The empty response, model name, version and status of a failed RPC."""
+    if isinstance(err, errors.ServingError):
+        code, details = err.code, err.message
+    else:
+        LOG.error("%s failed", api, exc_info=err)
+        code, details = grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}"
+    context.set_code(code)
+    context.set_details(details)
+    return response_class(), _model_name(request), "", code
 
 
 def _model_name(request) -> str:

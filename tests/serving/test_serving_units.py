@@ -1,5 +1,6 @@
 """The server's pieces on their own: config protos, tensors, version policy, batching, flags."""
 import threading
+from concurrent import futures
 
 import grpc
 import numpy as np
@@ -10,8 +11,9 @@ from tensorflow_serving.config import file_system_storage_path_source_pb2
 
 from pipeline import cli
 from pipeline.errors import UsageError
-from serving import config_protos, errors, tensors, versions
+from serving import config_protos, errors, inference, tensors, versions
 from serving.batching import BatchingOptions, BatchScheduler
+from serving.event_loop import EventLoopThread
 from serving.options import ServerOptions
 from serving_helpers import wait_for
 
@@ -137,12 +139,13 @@ def test_only_numeric_directories_with_saved_model_pb_are_versions(tmp_path):
 
 
 class _DoublingServable:
-    """Stands in for a model: doubles its input, and counts calls."""
+    """Stands in for a model: doubles its input, and records each call's size and thread."""
 
     name, version = "fake", 1
 
     def __init__(self, gate: threading.Event = None):
         self.calls = []
+        self.threads = []
         self.gate = gate
 
     def run(self, signature_name, inputs, output_keys):
@@ -150,61 +153,102 @@ class _DoublingServable:
             self.gate.wait(10)
         values = inputs["x"]
         self.calls.append(len(values))
+        self.threads.append(threading.current_thread().name)
         if np.any(values < 0):
             raise errors.invalid_argument("negative input")
         return {"y": values * 2}
 
 
-def test_scheduler_merges_waiting_requests_and_splits_the_answers():
-    gate = threading.Event()
-    servable = _DoublingServable(gate)
-    scheduler = BatchScheduler(BatchingOptions(max_batch_size=100, num_batch_threads=1))
-    results = {}
-
-    def submit(index):
-        results[index] = scheduler.run(servable, "s", {"x": np.full(index + 1, index)}, ["y"])
-
-    threads = [threading.Thread(target=submit, args=(index,)) for index in range(6)]
-    for thread in threads:
-        thread.start()
-    # The first call holds the only batch thread until the others have queued.
-    wait_for(lambda: scheduler.stats()["tasks"] + scheduler.queued_tasks() == 6)
-    gate.set()
-    for thread in threads:
-        thread.join(timeout=10)
-    scheduler.stop()
-    for index in range(6):
-        np.testing.assert_array_equal(results[index]["y"], np.full(index + 1, 2 * index))
-    assert len(servable.calls) < 6 and sum(servable.calls) == sum(range(1, 7))
+@pytest.fixture
+def event_loop_thread():
+    loop = EventLoopThread("test-loop")
+    yield loop
+    loop.close()
 
 
-def test_scheduler_fails_only_the_bad_request_of_a_batch():
-    gate = threading.Event()
-    servable = _DoublingServable(gate)
-    scheduler = BatchScheduler(BatchingOptions(max_batch_size=100, num_batch_threads=1))
+def _submit_all(scheduler, servable, values_by_index):
+    """Sends every request from its own thread; returns outputs or status names by index."""
     outcomes = {}
 
-    def submit(index, value):
+    def submit(index):
         try:
-            outcomes[index] = scheduler.run(servable, "s", {"x": np.array([value])}, ["y"])["y"][0]
+            outcomes[index] = scheduler.run(servable, "s", {"x": values_by_index[index]}, ["y"])["y"]
         except errors.ServingError as err:
             outcomes[index] = err.code.name
 
-    threads = [threading.Thread(target=submit, args=(i, -1 if i == 2 else i)) for i in range(5)]
+    threads = [threading.Thread(target=submit, args=(index,)) for index in values_by_index]
     for thread in threads:
         thread.start()
-    wait_for(lambda: scheduler.stats()["tasks"] + scheduler.queued_tasks() == 5)
-    gate.set()
     for thread in threads:
-        thread.join(timeout=10)
+        thread.join(timeout=20)
+    return outcomes
+
+
+def test_scheduler_merges_waiting_requests_and_splits_the_answers(event_loop_thread):
+    servable = _DoublingServable()
+    # The batch closes when full (21 rows), long before its 10 s timeout.
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=21, batch_timeout_micros=10**7,
+                                               num_batch_threads=1), event_loop_thread.loop)
+    outcomes = _submit_all(scheduler, servable, {i: np.full(i + 1, i) for i in range(6)})
     scheduler.stop()
-    assert outcomes == {0: 0, 1: 2, 2: "INVALID_ARGUMENT", 3: 6, 4: 8}
+    for index in range(6):
+        np.testing.assert_array_equal(outcomes[index], np.full(index + 1, 2 * index))
+    assert servable.calls == [21]
+    assert servable.threads == ["test-loop"]  # one batch thread: the event loop itself
 
 
-def test_scheduler_splits_a_large_request_into_execution_sized_calls():
+def test_scheduler_fails_only_the_bad_request_of_a_batch(event_loop_thread):
+    servable = _DoublingServable()
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=5, batch_timeout_micros=10**7),
+                               event_loop_thread.loop)
+    outcomes = _submit_all(scheduler, servable,
+                           {i: np.array([-1 if i == 2 else i]) for i in range(5)})
+    scheduler.stop()
+    assert {i: getattr(out, "tolist", lambda: out)() for i, out in outcomes.items()} == {
+        0: [0], 1: [2], 2: "INVALID_ARGUMENT", 3: [6], 4: [8]}
+    assert servable.calls == [5, 1, 1, 1, 1, 1]  # the batch, then each request alone
+
+
+def test_scheduler_runs_batches_on_num_batch_threads_and_bounds_the_queue(event_loop_thread):
+    gate = threading.Event()
+    servable = _DoublingServable(gate)
+    options = BatchingOptions(max_batch_size=2, num_batch_threads=2, max_enqueued_batches=1)
+    scheduler = BatchScheduler(options, event_loop_thread.loop)
+    outcomes, senders = {}, []
+    for index in range(3):
+        senders.append(threading.Thread(target=lambda i=index: outcomes.update(
+            _submit_all(scheduler, servable, {i: np.array([i, i])}))))
+        senders[-1].start()
+        # Two batches hold both batch threads; the third waits, filling the queue.
+        wait_for(lambda i=index: (scheduler.stats()["batches"], scheduler.stats()["queued_rows"])
+                 == ((i + 1, 0) if i < 2 else (2, 2)))
+    with pytest.raises(errors.ServingError, match="queue to which this task was submitted is full"):
+        scheduler.run(servable, "s", {"x": np.array([9, 9])}, ["y"])
+    gate.set()
+    for sender in senders:
+        sender.join(timeout=20)
+    scheduler.stop()
+    assert {i: out.tolist() for i, out in outcomes.items()} == {0: [0, 0], 1: [2, 2], 2: [4, 4]}
+    assert len(set(servable.threads)) == 2
+    assert all(name.startswith("batch") for name in servable.threads)
+
+
+def test_unbatched_calls_run_on_the_loop_unless_large(event_loop_thread):
+    servable = _DoublingServable()
+    with futures.ThreadPoolExecutor(1, thread_name_prefix="model") as pool:
+        run = inference.unbatched_runner(pool)
+        for rows in (1, inference.INLINE_MAX_ROWS, inference.INLINE_MAX_ROWS + 1):
+            outputs = event_loop_thread.run(run(servable, "s", {"x": np.arange(rows)}, ["y"]))
+            np.testing.assert_array_equal(outputs["y"], np.arange(rows) * 2)
+    assert [name.split("_")[0] for name in servable.threads] == ["test-loop", "test-loop",
+                                                                   "model"]
+
+
+def test_scheduler_splits_a_large_request_into_execution_sized_calls(event_loop_thread):
     servable = _DoublingServable()
     scheduler = BatchScheduler(BatchingOptions(
-        max_batch_size=10, enable_large_batch_splitting=True, max_execution_batch_size=4))
+        max_batch_size=10, enable_large_batch_splitting=True, max_execution_batch_size=4),
+        event_loop_thread.loop)
     outputs = scheduler.run(servable, "s", {"x": np.arange(10)}, ["y"])
     np.testing.assert_array_equal(outputs["y"], np.arange(10) * 2)
     assert max(servable.calls) <= 4 and sum(servable.calls) == 10
@@ -213,10 +257,11 @@ def test_scheduler_splits_a_large_request_into_execution_sized_calls():
     scheduler.stop()
 
 
-def test_scheduler_fails_a_split_request_when_one_chunk_fails():
+def test_scheduler_fails_a_split_request_when_one_chunk_fails(event_loop_thread):
     servable = _DoublingServable()
     scheduler = BatchScheduler(BatchingOptions(
-        max_batch_size=10, enable_large_batch_splitting=True, max_execution_batch_size=4))
+        max_batch_size=10, enable_large_batch_splitting=True, max_execution_batch_size=4),
+        event_loop_thread.loop)
     values = np.arange(10)
     values[6] = -1  # lands in the second chunk
     with pytest.raises(errors.ServingError, match="negative input"):
@@ -226,8 +271,8 @@ def test_scheduler_fails_a_split_request_when_one_chunk_fails():
     scheduler.stop()
 
 
-def test_scheduler_rejects_scalars_and_ragged_inputs():
-    scheduler = BatchScheduler(BatchingOptions(max_batch_size=10))
+def test_scheduler_rejects_scalars_and_ragged_inputs(event_loop_thread):
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=10), event_loop_thread.loop)
     servable = _DoublingServable()
     with pytest.raises(errors.ServingError, match="at least one dimension"):
         scheduler.run(servable, "s", {"x": np.array(1.0)}, ["y"])
