@@ -76,7 +76,8 @@ def _register_serve(subparsers) -> None:
         help="comma-separated gRPC server arguments, e.g. "
              "grpc.max_receive_message_length=134217728")
     add("--grpc_max_threads", type=int, default=defaults.grpc_max_threads,
-        help="threads serving gRPC requests (default: 16)")
+        help="threads for ModelService, metadata and health RPCs, and again for large "
+             "model calls without batching; inference RPCs run on an event loop (default: 16)")
     add("--bind_address", default=defaults.bind_address,
         help="address the gRPC and REST ports listen on (riskpipe; default: 0.0.0.0)")
     add("--shutdown_grace_seconds", type=float, default=defaults.shutdown_grace_seconds,

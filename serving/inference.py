@@ -269,8 +269,7 @@ def classify(servable: Servable, request: classification_pb2.ClassificationReque
         servable, request.model_spec, CLASSIFY_METHOD, "classification")
     output_keys = _classification_outputs(signature)
     examples = serialized_examples(request.input)
-    outputs = yield ModelCall(servable, signature_name, {CLASSIFY_INPUTS: examples},
-                                  output_keys)
+    outputs = yield ModelCall(servable, signature_name, {CLASSIFY_INPUTS: examples}, output_keys)
     response = classification_pb2.ClassificationResponse()
     make_model_spec(response.model_spec, request.model_spec.name, signature_name, servable.version)
     _classification_result(outputs, len(examples), response.result)
@@ -317,8 +316,7 @@ def regress(servable: Servable, request: regression_pb2.RegressionRequest) -> Op
         servable, request.model_spec, REGRESS_METHOD, "regression")
     output_keys = _regression_outputs(signature)
     examples = serialized_examples(request.input)
-    outputs = yield ModelCall(servable, signature_name, {REGRESS_INPUTS: examples},
-                                  output_keys)
+    outputs = yield ModelCall(servable, signature_name, {REGRESS_INPUTS: examples}, output_keys)
     response = regression_pb2.RegressionResponse()
     make_model_spec(response.model_spec, request.model_spec.name, signature_name, servable.version)
     _regression_result(outputs, len(examples), response.result)
