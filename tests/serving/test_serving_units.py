@@ -20,11 +20,15 @@ from serving_helpers import wait_for
 Policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
 
 
+def _batching_parameters(text: str):
+    return config_protos.parse_text_proto(text, config_protos.batching_parameters_class(), "b")
+
+
 def test_tf_serving_batching_parameters_parse_with_tf_serving_field_names():
     text = ("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 500 }\n"
             "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 4 }\n"
             "allowed_batch_sizes: 32\nallowed_batch_sizes: 128\n")
-    params = config_protos.parse_text_proto(text, config_protos.batching_parameters_class(), "b")
+    params = _batching_parameters(text)
     options = BatchingOptions.from_proto(params)
     assert options == BatchingOptions(128, 500, 100, 4, (32, 128))
 
@@ -33,7 +37,7 @@ def test_large_batch_splitting_parameters_parse_and_bound_each_model_call():
     text = ("max_batch_size { value: 64 }\nenable_large_batch_splitting { value: true }\n"
             "max_execution_batch_size { value: 16 }\nallowed_batch_sizes: 8\n"
             "allowed_batch_sizes: 16\n")
-    params = config_protos.parse_text_proto(text, config_protos.batching_parameters_class(), "b")
+    params = _batching_parameters(text)
     options = BatchingOptions.from_proto(params)
     assert (options.max_batch_size, options.execution_batch_size) == (64, 16)
     # Without splitting, max_execution_batch_size is ignored, as in TF Serving.
@@ -48,15 +52,13 @@ def test_large_batch_splitting_parameters_parse_and_bound_each_model_call():
      "max_execution_batch_size { value: 16 }", "max_execution_batch_size must be between"),
 ])
 def test_large_batch_splitting_parameters_tf_serving_rejects(text, message):
-    params = config_protos.parse_text_proto(text, config_protos.batching_parameters_class(), "b")
+    params = _batching_parameters(text)
     with pytest.raises(UsageError, match=message):
         BatchingOptions.from_proto(params, "batching.config")
 
 
 def test_batching_parameters_that_tf_serving_rejects_are_usage_errors():
-    params = config_protos.parse_text_proto(
-        "max_batch_size { value: 64 } allowed_batch_sizes: 32", 
-        config_protos.batching_parameters_class(), "b")
+    params = _batching_parameters("max_batch_size { value: 64 } allowed_batch_sizes: 32")
     with pytest.raises(UsageError, match="allowed_batch_sizes"):
         BatchingOptions.from_proto(params, "batching.config")
 
