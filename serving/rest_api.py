@@ -34,6 +34,7 @@ from serving.metrics import ServingMetrics
 from serving.model_manager import ModelManager
 from serving.options import DEFAULT_MAX_RECEIVE_BYTES
 from serving.prediction_service import SIGNATURE_DEF_FIELD, signature_def_map
+from serving.signature_methods import DEFAULT_SIGNATURE
 
 LOG = logging.getLogger(__name__)
 _MODEL_PATH = re.compile(
@@ -82,7 +83,7 @@ def _request_tensor(value, info):
 
 def build_predict_request(spec: model_pb2.ModelSpec, body: dict, signature_defs) -> tuple:
     """A PredictRequest from a REST body; returns (request, row_format)."""
-    signature_name = body.get("signature_name") or "serving_default"
+    signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
     request = predict_pb2.PredictRequest(model_spec=spec)
     request.model_spec.signature_name = signature_name
     signature = signature_defs.get(signature_name)
@@ -158,7 +159,7 @@ def _example(features, where: str) -> example_pb2.Example:
 def build_example_request(request_class, spec: model_pb2.ModelSpec, body: dict):
     """A ClassificationRequest or RegressionRequest from a REST classify/regress body."""
     request = request_class(model_spec=spec)
-    request.model_spec.signature_name = body.get("signature_name") or "serving_default"
+    request.model_spec.signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
     examples = body.get("examples")
     if not isinstance(examples, list) or not examples:
         raise errors.invalid_argument("'examples' must be a non-empty list of objects")
