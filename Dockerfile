@@ -27,10 +27,13 @@ WORKDIR /build
 COPY requirements/constraints.txt requirements/constraints.txt
 RUN pip wheel --no-deps --wheel-dir /wheels -r requirements/constraints.txt
 COPY setup.py ./
-COPY pipeline/ pipeline/
-COPY components/ components/
-COPY serving/ serving/
+COPY common/ common/
 COPY datagen/ datagen/
+COPY components/ components/
+COPY pipeline/ pipeline/
+COPY serving/ serving/
+COPY engine/ engine/
+COPY cli/ cli/
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels/riskpipe .
 
 # What both images below share: the locked stack and riskpipe, a non-root user.

@@ -1,12 +1,9 @@
 # riskpipe: two commands for a fresh clone.
-#   make test   create .venv if missing, then run the test suite
+#   make test   create .venv if missing, check the import contract, run the test suite
 #   make demo   create .venv if missing, then run the end-to-end demo
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.riskpipe-installed
-
-export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: test test-all demo venv clean
 
@@ -17,6 +14,7 @@ $(STAMP): requirements/constraints.txt setup.py
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 test-all: $(STAMP)

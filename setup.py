@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="TFX risk-scoring pipeline, TF-Serving-compatible model server and risk engine",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline*", "components*", "serving*", "datagen*", "kubeflow*"]),
+    packages=find_packages(include=["common*", "datagen*", "components*", "pipeline*", "serving*", "engine*", "cli*", "kubeflow*"]),
     package_data={"": ["*.pbtxt", "*.yaml", "*.json"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
@@ -16,5 +16,5 @@ setup(
         "tensorflow-model-optimization==0.8.1",
         "tensorflow-serving-api==2.16.1",
     ],
-    entry_points={"console_scripts": ["riskpipe=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["riskpipe=cli.main:main"]},
 )

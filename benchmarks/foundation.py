@@ -1,6 +1,6 @@
 """Foundation benchmark: generate raw transactions, featurize them, train a baseline.
 
-    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/foundation.py [--transactions 1000000]
+    .venv/bin/python benchmarks/foundation.py [--transactions 1000000]
 
 Steps, each in its own process so that its wall time and peak memory are its own:
   generate   `riskpipe generate` (the simulator) into <work>/raw
@@ -27,6 +27,10 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from measure import run_measured  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
+from common import runtime  # noqa: E402  # before TensorFlow is imported
+
+runtime.use_keras_2()
+runtime.quiet_startup(verbose=False)
 
 TARGET_SECONDS_PER_MILLION = 300.0
 TARGET_PEAK_MB = 4096.0
@@ -37,7 +41,7 @@ SAMPLE_SECONDS = 0.1
 # --- steps (run in a child process) -------------------------------------------------------
 
 def step_generate(args) -> dict:
-    from pipeline import cli  # pylint: disable=import-outside-toplevel
+    from cli import main as cli  # pylint: disable=import-outside-toplevel
 
     code = cli.main(["generate", "--transactions", str(args.transactions), "--days",
                      str(args.days), "--seed", str(args.seed),
@@ -137,7 +141,7 @@ def run_step(name: str, args) -> dict:
                "--days", str(args.days), "--seed", str(args.seed),
                "--eval-days", str(args.eval_days)]
     command += [f"--beam-arg={a}" for a in args.beam_arg]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
+    env = dict(os.environ,
                PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
     code, wall, peak = run_measured(command, REPO, SAMPLE_SECONDS, env)
     if code != 0:

@@ -1,6 +1,6 @@
 """Pipeline scale benchmark: the whole local pipeline on 100 k and 1 M transactions.
 
-    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/pipeline_scale.py \
+    .venv/bin/python benchmarks/pipeline_scale.py \
         [--sizes 100000 1000000] [--beam-arg=--direct_running_mode=multi_processing ...]
 
 For each size: simulate the data, run `riskpipe run` in a child process, then
@@ -27,8 +27,10 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from measure import run_measured  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from common import runtime  # noqa: E402  # before TensorFlow is imported
+
+runtime.use_keras_2()
+runtime.quiet_startup(verbose=False)
 
 TARGET_SECONDS_1M = 15 * 60
 MAX_PR_AUC_GAP = 0.03
@@ -63,11 +65,12 @@ def simulate(args, size: int, out: str) -> None:
 # --- scoring -------------------------------------------------------------------------------
 
 def _node_outputs(metadata_path: str, node: str):
-    from pipeline import report  # pylint: disable=import-outside-toplevel
+    from pipeline import mlmd_queries  # pylint: disable=import-outside-toplevel
 
-    store = report.open_store(metadata_path)
-    execution = next(e for n, e in report.latest_run_executions(store, "riskpipe") if n == node)
-    return report.output_artifacts(store, execution.id)
+    store = mlmd_queries.open_store(metadata_path)
+    execution = next(e for n, e in mlmd_queries.latest_run_executions(store, "riskpipe")
+                     if n == node)
+    return mlmd_queries.output_artifacts(store, execution.id)
 
 
 def read_split(examples_uri: str, split: str):
@@ -121,9 +124,11 @@ def model_scores(model_dir: str, serialized):
     import numpy as np
     import tensorflow as tf
 
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-    return np.concatenate([serve(examples=tf.constant(serialized[i:i + 4096]))
-                           ["fraud_probability"].numpy()
+    from common.serving_contract import EXAMPLES_INPUT, OUTPUT_KEY, SERVING_DEFAULT
+
+    serve = tf.saved_model.load(model_dir).signatures[SERVING_DEFAULT]
+    return np.concatenate([serve(**{EXAMPLES_INPUT: tf.constant(serialized[i:i + 4096])})
+                           [OUTPUT_KEY].numpy()
                            for i in range(0, len(serialized), 4096)])
 
 
@@ -133,7 +138,7 @@ def quality(metadata_path: str, seed: int) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from pipeline import pipeline as dag
-    from pipeline.report import SERVING_MODEL_DIR
+    from pipeline.run_summary import SERVING_MODEL_DIR
 
     examples = _node_outputs(metadata_path, dag.FEATURE_GEN)["examples"][0].uri
     model = _node_outputs(metadata_path, dag.TRAINER)["model"][0].uri
@@ -152,14 +157,14 @@ def quality(metadata_path: str, seed: int) -> dict:
 
 def bench_size(args, size: int, work: str) -> dict:
     """Simulates `size` transactions, runs the pipeline on them, measures and scores it."""
-    from pipeline import report  # pylint: disable=import-outside-toplevel
+    from pipeline import run_summary  # pylint: disable=import-outside-toplevel
 
     root = os.path.join(work, f"n{size}")
     data = os.path.join(root, "raw")
     if not os.path.isdir(data):
         print(f"simulating {size:,} transactions ...", flush=True)
         simulate(args, size, data)
-    command = [sys.executable, "-m", "pipeline.cli", "run", "--data", data,
+    command = [sys.executable, "-m", "cli.main", "run", "--data", data,
                "--pipeline-root", os.path.join(root, "pipeline"),
                "--serving-root", os.path.join(root, "serving"), "--no-cache"]
     command += ["--config", args.config] if args.config else []
@@ -169,7 +174,7 @@ def bench_size(args, size: int, work: str) -> dict:
     if code != 0:
         raise SystemExit(f"riskpipe run failed on {size:,} transactions (exit {code})")
     metadata = os.path.join(root, "pipeline", "metadata.sqlite")
-    summary = report.summarize(metadata, "riskpipe")
+    summary = run_summary.summarize(metadata, "riskpipe")
     return {"size": size, "wall_s": wall, "peak_mb": peak / 2**20, "summary": summary,
             "quality": quality(metadata, args.seed)}
 

@@ -26,8 +26,10 @@ import tempfile
 import time
 from typing import List, Sequence
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common import runtime  # noqa: E402  # before TensorFlow is imported
+
+runtime.use_keras_2()
+runtime.quiet_startup(verbose=False)
 
 MODEL_NAME = "fraud"
 TARGET_OVERHEAD = 0.20
@@ -62,14 +64,14 @@ def start_server(model_dir: str, work: str, model_name: str):
     shutil.copytree(model_dir, os.path.join(base, "1"))
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", f"--port={port}",
+        [sys.executable, "-m", "cli.main", "serve", f"--port={port}",
          f"--model_name={model_name}", f"--model_base_path={base}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, f"127.0.0.1:{port}"
 
 
 def load_transactions(args, work: str):
-    from serving.engine_commands import read_input  # pylint: disable=import-outside-toplevel
+    from cli.engine_commands import read_input  # pylint: disable=import-outside-toplevel
 
     path = args.data
     if path is None:
@@ -89,12 +91,12 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def measure(args) -> int:
     from components.features import OnlineFeatureBuilder  # pylint: disable=import-outside-toplevel
-    from serving.client import (  # pylint: disable=import-outside-toplevel
+    from engine.client import (  # pylint: disable=import-outside-toplevel
         ClientOptions, RiskEngineClient)
-    from serving.engine import RiskEngine  # pylint: disable=import-outside-toplevel
-    from serving.policy import (  # pylint: disable=import-outside-toplevel
+    from engine.risk_engine import RiskEngine  # pylint: disable=import-outside-toplevel
+    from engine.policy import (  # pylint: disable=import-outside-toplevel
         default_policy_path, load_policy)
-    from serving.routing import Router  # pylint: disable=import-outside-toplevel
+    from engine.routing import Router  # pylint: disable=import-outside-toplevel
 
     work = tempfile.mkdtemp(prefix="risk-engine-bench-")
     process = None

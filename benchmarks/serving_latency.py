@@ -30,10 +30,12 @@ import tempfile
 import threading
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from common import runtime  # noqa: E402  # before TensorFlow is imported
+
+runtime.use_keras_2()
+runtime.quiet_startup(verbose=False)
 
 CONCURRENCY = 8
 BIG_BATCH = 64
@@ -174,12 +176,13 @@ def grpc_row(address: str, server_pid: int, client_tls, examples, load: Load,
              expect_outputs: bool):
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from common.serving_contract import EXAMPLES_INPUT
     from serving import tls
 
     def request(count):
         message = predict_pb2.PredictRequest()
         message.model_spec.name = "fraud"
-        message.inputs["examples"].CopyFrom(
+        message.inputs[EXAMPLES_INPUT].CopyFrom(
             tf.make_tensor_proto((examples * count)[:count], dtype=tf.string))
         return message
 
@@ -201,7 +204,8 @@ def grpc_row(address: str, server_pid: int, client_tls, examples, load: Load,
 
 def in_process_row(model_dir: str, examples, load: Load):
     import tensorflow as tf
-    function = tf.saved_model.load(model_dir).signatures["serving_default"]
+    from common.serving_contract import SERVING_DEFAULT
+    function = tf.saved_model.load(model_dir).signatures[SERVING_DEFAULT]
     single = tf.constant(examples[:1])
     big = tf.constant((examples * BIG_BATCH)[:BIG_BATCH])
     p50, p99 = load.sequential(lambda: function(examples=single))
@@ -225,7 +229,7 @@ def wait_for_port_file(path: str, process, timeout: float = 120) -> int:
 
 
 def start_riskpipe(base_path: str, ssl_config: str, batching_file: str):
-    command = [sys.executable, "-m", "pipeline.cli", "serve", "--port=0",
+    command = [sys.executable, "-m", "cli.main", "serve", "--port=0",
                "--bind_address=127.0.0.1", "--model_name=fraud", f"--model_base_path={base_path}",
                f"--ssl_config_file={ssl_config}", "--file_system_poll_wait_seconds=60"]
     if batching_file:
@@ -260,14 +264,14 @@ def stop(process) -> None:
 # ---------------------------------------------------------------- main
 
 def model_and_examples(model_dir: str, workdir: str):
-    from serving import warmup
+    from common.serving_contract import EXAMPLES_INPUT, read_warmup_requests
     if not model_dir:
         sys.path.insert(0, os.path.join(ROOT, "tests", "serving"))
         import model_fixtures
         model_dir = model_fixtures.export_model(os.path.join(workdir, "export"))
     examples = []
-    for log in warmup.read_warmup_requests(model_dir):
-        examples += list(log.predict_log.request.inputs["examples"].string_val)
+    for log in read_warmup_requests(model_dir):
+        examples += list(log.predict_log.request.inputs[EXAMPLES_INPUT].string_val)
     if not examples:
         raise SystemExit(f"{model_dir}: no Predict warmup request to take examples from")
     return model_dir, examples

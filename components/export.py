@@ -44,26 +44,19 @@ from typing import Dict, List, Mapping, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tensorflow.core.protobuf import saved_model_pb2
 # Private, but the only way to rewrite the fingerprint after editing saved_model.pb.
 from tensorflow.python.saved_model import fingerprinting_utils
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
+from common import serving_contract as contract
+from common.serving_contract import (CLASSIFICATION, CLASSIFY_INPUTS, CLASSIFY_OUTPUT_CLASSES,
+                                     CLASSIFY_OUTPUT_SCORES, EXAMPLES_INPUT, OUTPUT_KEY,
+                                     REGRESS_INPUTS, REGRESS_OUTPUTS, REGRESSION, SERVING_DEFAULT,
+                                     SERVING_RAW)
 from components import model as model_lib
 from components.features import MODEL_FEATURES, OPTIONAL_FEATURES
 
-SERVING_DEFAULT = "serving_default"
-SERVING_RAW = "serving_raw"
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-OUTPUT_KEY = "fraud_probability"
-EXAMPLES_INPUT = "examples"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 CLASS_LABELS = ("0", "1")
-
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_WARMUP_RECORDS = 1000
 WARMUP_BATCH_SIZES = (1, 8, 32)
 
 
@@ -127,18 +120,18 @@ def _make_signatures(model: tf.keras.Model, tft_layer: tf.keras.Model,
         return {OUTPUT_KEY: score({name: _raw_column(name, tensor, feature_spec[name])
                                    for name, tensor in features.items()})}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")],
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUTS)],
                  autograph=False)
     def classify(inputs):
         fraud = score_examples(inputs)
         scores = tf.stack([1.0 - fraud, fraud], axis=1)
         classes = tf.tile(tf.constant([CLASS_LABELS]), [tf.shape(fraud)[0], 1])
-        return {"scores": scores, "classes": classes}
+        return {CLASSIFY_OUTPUT_SCORES: scores, CLASSIFY_OUTPUT_CLASSES: classes}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")],
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=REGRESS_INPUTS)],
                  autograph=False)
     def regress(inputs):
-        return {"outputs": score_examples(inputs)}
+        return {REGRESS_OUTPUTS: score_examples(inputs)}
 
     raw_specs = {name: tf.TensorSpec([None], spec.dtype, name=name)
                  for name, spec in feature_spec.items()}
@@ -150,15 +143,15 @@ def _make_signatures(model: tf.keras.Model, tft_layer: tf.keras.Model,
     }
 
 
-def _set_method_names(export_dir: str, method_names: Mapping[str, str]) -> None:
+def set_signature_methods(export_dir: str, method_names: Mapping[str, str]) -> None:
     """Sets the method_name of signatures in saved_model.pb and refreshes the fingerprint."""
-    path = os.path.join(export_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB)
-    saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        saved_model.ParseFromString(f.read())
+    saved_model = contract.read_saved_model(export_dir)
     for meta_graph in saved_model.meta_graphs:
         for name, method in method_names.items():
+            if name not in meta_graph.signature_def:
+                raise ValueError(f"{export_dir}: no signature named '{name}'")
             meta_graph.signature_def[name].method_name = method
+    path = os.path.join(export_dir, contract.SAVED_MODEL_FILENAME)
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(saved_model.SerializeToString())
     fingerprinting_utils.write_fingerprint(export_dir)
@@ -167,8 +160,9 @@ def _set_method_names(export_dir: str, method_names: Mapping[str, str]) -> None:
 def warmup_requests(serialized_examples: Sequence[bytes],
                     num_records: int) -> List[prediction_log_pb2.PredictionLog]:
     """Predict requests on serving_default over the examples, batch sizes cycling."""
-    if not 0 <= num_records <= MAX_WARMUP_RECORDS:
-        raise ValueError(f"warmup_examples must be in [0, {MAX_WARMUP_RECORDS}], got {num_records}")
+    if not 0 <= num_records <= contract.MAX_WARMUP_RECORDS:
+        raise ValueError(f"warmup_examples must be in [0, {contract.MAX_WARMUP_RECORDS}], "
+                         f"got {num_records}")
     if num_records and not serialized_examples:
         raise ValueError("no examples to build warmup requests from")
     records, position = [], 0
@@ -186,32 +180,26 @@ def warmup_requests(serialized_examples: Sequence[bytes],
     return records
 
 
-def _write_warmup(export_dir: str, records: Sequence[prediction_log_pb2.PredictionLog]) -> None:
-    path = os.path.join(export_dir, WARMUP_FILE)
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.TFRecordWriter(path) as writer:
-        for record in records:
-            writer.write(record.SerializeToString())
-
-
 def _replay_warmup(export_dir: str, records: Sequence[prediction_log_pb2.PredictionLog]) -> None:
     """Runs every warmup request on the exported model, as a server does at load."""
     loaded = tf.saved_model.load(export_dir)
-    for i, record in enumerate(records):
-        request = record.predict_log.request
+
+    def predict(request: predict_pb2.PredictRequest) -> None:
         signature = loaded.signatures[request.model_spec.signature_name]
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        outputs = signature(**inputs)
-        if outputs[OUTPUT_KEY].shape[0] != len(inputs[EXAMPLES_INPUT]):
-            raise ValueError(f"warmup request {i} returned {outputs[OUTPUT_KEY].shape[0]} scores "
-                             f"for {len(inputs[EXAMPLES_INPUT])} examples")
+        scores = signature(**inputs)[OUTPUT_KEY]
+        if scores.shape[0] != len(inputs[EXAMPLES_INPUT]):
+            raise ValueError(f"a warmup request returned {scores.shape[0]} scores for "
+                             f"{len(inputs[EXAMPLES_INPUT])} examples")
+
+    contract.replay_warmup(records, {"predict_log": predict})
 
 
 def _publish(source_dir: str, serving_model_dir: str) -> None:
     """Copies a SavedModel directory, writing saved_model.pb last."""
     if tf.io.gfile.exists(serving_model_dir) and tf.io.gfile.listdir(serving_model_dir):
         raise FileExistsError(f"serving model directory {serving_model_dir} is not empty")
-    saved_model_pb = os.path.join(source_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB)
+    saved_model_pb = os.path.join(source_dir, contract.SAVED_MODEL_FILENAME)
     for directory, _, files in tf.io.gfile.walk(source_dir):
         target = os.path.join(serving_model_dir, os.path.relpath(directory, source_dir))
         tf.io.gfile.makedirs(target)
@@ -219,8 +207,8 @@ def _publish(source_dir: str, serving_model_dir: str) -> None:
             source = os.path.join(directory, name)
             if source != saved_model_pb:
                 tf.io.gfile.copy(source, os.path.join(target, name), overwrite=True)
-    tf.io.gfile.copy(saved_model_pb, os.path.join(
-        serving_model_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB), overwrite=True)
+    tf.io.gfile.copy(saved_model_pb, os.path.join(serving_model_dir, contract.SAVED_MODEL_FILENAME),
+                     overwrite=True)
 
 
 def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
@@ -238,8 +226,8 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
     staging = tempfile.mkdtemp(prefix="riskpipe-export-")
     try:
         tf.saved_model.save(module, staging, signatures=signatures)
-        _set_method_names(staging, {CLASSIFICATION: CLASSIFY_METHOD, REGRESSION: REGRESS_METHOD})
-        _write_warmup(staging, records)
+        set_signature_methods(staging, contract.SIGNATURE_METHODS)
+        contract.write_warmup_requests(staging, records)
         _replay_warmup(staging, records)
         _publish(staging, serving_model_dir)
     finally:

@@ -11,10 +11,12 @@ from typing import Dict, List, Sequence
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from common.serving_contract import OUTPUT_KEY
 from components import preprocessing
 from components.features import LABEL_KEY
 
-OUTPUT_LAYER = "fraud_probability"
+# The Keras output layer is named as the served output it becomes.
+OUTPUT_LAYER = OUTPUT_KEY
 # A category with at most this many ids (OOV included) is one-hot encoded.
 ONE_HOT_MAX_BUCKETS = 4
 

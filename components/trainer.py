@@ -8,7 +8,7 @@ serving signatures apply, so there is one preprocessing path, and the warmup
 requests are real raw eval examples.
 
 Hyperparameters come from `fn_args.custom_config`, a
-`dataclasses.asdict(pipeline.configs.TrainerConfig)`.
+`dataclasses.asdict(components.trainer_config.TrainerConfig)`.
 
 Steps:
 1. Class balance from the training split's label counts (recorded by the
@@ -31,12 +31,13 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
+from common.errors import DataError, UsageError
+from common.serving_contract import MAX_WARMUP_RECORDS
 from components import compression, export
 from components import model as model_lib
 from components.features import LABEL_KEY, MODEL_FEATURES, OPTIONAL_FEATURES
 from components.preprocessing import LABEL_COUNTS_VOCAB
-from pipeline.configs import TrainerConfig
-from pipeline.errors import DataError, UsageError
+from components.trainer_config import TrainerConfig
 
 CLASS_WEIGHT_SCHEMES = ("balanced", "sqrt", "none")
 CLASSES = (0, 1)
@@ -81,8 +82,8 @@ def validate_trainer_config(config: TrainerConfig) -> None:
         fail("target_sparsity", "must be in [0, 1)")
     if not 0.0 <= config.pruning_begin_fraction < config.pruning_end_fraction <= 1.0:
         fail("pruning_begin_fraction", "must be in [0, pruning_end_fraction)")
-    if not 0 <= config.warmup_examples <= export.MAX_WARMUP_RECORDS:
-        fail("warmup_examples", f"must be in [0, {export.MAX_WARMUP_RECORDS}]")
+    if not 0 <= config.warmup_examples <= MAX_WARMUP_RECORDS:
+        fail("warmup_examples", f"must be in [0, {MAX_WARMUP_RECORDS}]")
 
 
 # ---------------------------------------------------------------------------

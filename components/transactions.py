@@ -27,7 +27,7 @@ RAW_COLUMNS = {
 
 # Columns that may be empty in a row.
 OPTIONAL_COLUMNS = frozenset({"latitude", "longitude", "fraud_scenario"})
-# Columns a transaction needs to be scored online (labels arrive later).
+# The label columns: known only later, so a transaction scored online lacks them.
 LABEL_COLUMNS = ("is_fraud", "fraud_scenario", "label_known_at")
 
 MERCHANT_CATEGORIES = (

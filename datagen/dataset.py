@@ -6,8 +6,10 @@ Layout (see components.transactions):
                                              rows in (timestamp, transaction_id) order
     <out>/generation.json                    parameters, seed and row counts, written last
 
-TFX ExampleGen reads it by span with the input pattern
-`date={YYYY}-{MM}-{DD}/transactions.csv` (span = days since 1970-01-01).
+riskpipe's FeatureGen reads every partition at once (a card's features need its
+whole history) and splits out of time. The layout also matches TFX ExampleGen's
+span pattern `date={YYYY}-{MM}-{DD}/transactions.csv` (span = days since
+1970-01-01), for a bank that reads the days with ExampleGen.
 Everything is written into a hidden sibling directory first and renamed into
 place at the end, so an interrupted run leaves nothing behind.
 """
@@ -21,12 +23,12 @@ from typing import Callable, Dict, Iterator, Optional
 
 import numpy as np
 
+from common.errors import UsageError
 from components.transactions import (CHANNELS, FRAUD_SCENARIOS, MERCHANT_CATEGORIES,
                                      PARTITION_FORMAT, RAW_COLUMNS)
 from datagen import simulator
 from datagen.population import Population
 from datagen.rows import Rows
-from pipeline.errors import UsageError
 
 MANIFEST = "generation.json"
 EXAMPLE_GEN_PATTERN = "date={YYYY}-{MM}-{DD}/transactions.csv"

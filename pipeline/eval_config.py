@@ -11,7 +11,7 @@ from typing import List
 
 import tensorflow_model_analysis as tfma
 
-from components.export import OUTPUT_KEY, SERVING_DEFAULT
+from common.serving_contract import OUTPUT_KEY, SERVING_DEFAULT
 from components.features import LABEL_KEY
 from pipeline.configs import EvalConfig
 

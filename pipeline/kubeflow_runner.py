@@ -22,10 +22,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from common.errors import UsageError
+from common.files import atomic_write_text
 from pipeline import configs
-from pipeline.atomic_file import atomic_write_text
 from pipeline.configs import PipelineConfig
-from pipeline.errors import UsageError
 
 DEFAULT_CONFIG = os.path.join("kubeflow", "config", "pipeline.yaml")
 KUBEFLOW_SECTION = "kubeflow"

@@ -10,8 +10,8 @@ import re
 import shutil
 from typing import List, Optional, Tuple
 
+from common.errors import DataError, UsageError
 from pipeline.configs import PipelineConfig
-from pipeline.errors import DataError, UsageError
 from pipeline.schema_update import DEFAULT_SCHEMA_PATH
 
 # Beam options that ship code to workers: with none of them, TFX would build
@@ -104,16 +104,16 @@ def run(config: PipelineConfig) -> PipelineConfig:
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from pipeline import report
+    from pipeline import mlmd_queries
     from pipeline.pipeline import create_pipeline
 
     config = resolve(config)
     connection = metadata.sqlite_metadata_connection_config(config.metadata_path)
-    last_execution = report.last_execution_id(config.metadata_path)
+    last_execution = mlmd_queries.last_execution_id(config.metadata_path)
     try:
         LocalDagRunner().run(create_pipeline(config, connection))
     except Exception as err:  # pylint: disable=broad-except
-        component = report.failed_component(config.metadata_path, after=last_execution)
+        component = mlmd_queries.failed_component(config.metadata_path, after=last_execution)
         cause, error_class = root_cause(err)
         raise ComponentFailure(component or config.pipeline_name, cause, error_class) from err
     return config

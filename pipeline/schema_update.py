@@ -17,9 +17,9 @@ turn every new card or terminal id into an anomaly.
 import os
 from typing import Dict, List, Optional, Tuple
 
+from common.files import atomic_write_text
 from components.features import FEATURE_TYPES, LABEL_KEY, OPTIONAL_FEATURES
 from components.transactions import CHANNELS, FRAUD_SCENARIOS, MERCHANT_CATEGORIES
-from pipeline.atomic_file import atomic_write_text
 
 # The curated schema the pipeline imports, reviewed like code.
 DEFAULT_SCHEMA_PATH = os.path.join(

@@ -30,7 +30,7 @@ from typing import Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 import grpc
 import numpy as np
 
-from pipeline.errors import UsageError
+from common.errors import UsageError
 from serving import errors
 from serving.servable import Servable
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from google.protobuf import text_format
 
-from pipeline.errors import UsageError
+from common.errors import UsageError
 from serving import config_protos
 
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1", "::1")

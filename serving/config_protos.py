@@ -13,7 +13,7 @@ import os
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 
-from pipeline.errors import UsageError
+from common.errors import UsageError
 
 _CONFIG_PROTO = """
 name: "riskpipe/tf_serving_config.proto"

@@ -3,7 +3,9 @@
 Follows TF Serving's servables/tensorflow predict_util, classifier, regressor
 and multi_inference: the same validation order, status codes and messages.
 
-Each operation is a generator: it yields the model calls it needs (a
+Each operation takes a resolver (anything with `resolve(model_spec) ->
+Servable`: the data plane's request scope, or one fixed servable for warmup)
+and the request. It is a generator: it yields the model calls it needs (a
 ModelCall) and returns the response. `complete` runs one with a blocking
 runner (REST handlers, warmup); `complete_async` with an awaitable one (the
 gRPC services on the event loop), so both share every check and message.
@@ -18,11 +20,11 @@ import numpy as np
 from tensorflow_serving.apis import (classification_pb2, inference_pb2, input_pb2, model_pb2,
                                      predict_pb2, regression_pb2)
 
+from common.serving_contract import (CLASSIFY_INPUTS, CLASSIFY_METHOD, CLASSIFY_OUTPUT_CLASSES,
+                                     CLASSIFY_OUTPUT_SCORES, DEFAULT_SIGNATURE, PREDICT_METHOD,
+                                     REGRESS_INPUTS, REGRESS_METHOD, REGRESS_OUTPUTS)
 from serving import errors, tensors
 from serving.servable import Servable
-from serving.signature_methods import (CLASSIFY_INPUTS, CLASSIFY_METHOD, CLASSIFY_OUTPUT_CLASSES,
-                                       CLASSIFY_OUTPUT_SCORES, DEFAULT_SIGNATURE, PREDICT_METHOD,
-                                       REGRESS_INPUTS, REGRESS_METHOD, REGRESS_OUTPUTS)
 
 
 # About a millisecond of model time for the fraud model on one core.
@@ -94,13 +96,30 @@ def make_model_spec(target: model_pb2.ModelSpec, name: str, signature_name: str,
     target.version.value = version
 
 
+def required_model_spec(request) -> model_pb2.ModelSpec:
+    if not request.HasField("model_spec"):
+        raise errors.invalid_argument("Missing ModelSpec")
+    return request.model_spec
+
+
+class BoundServable:
+    """Resolves every model spec to one servable: warmup replays a version's own requests."""
+
+    def __init__(self, servable: Servable):
+        self.servable = servable
+
+    def resolve(self, model_spec: model_pb2.ModelSpec) -> Servable:
+        return self.servable
+
+
 def _set_text(keys) -> str:
     return ",".join(sorted(keys))
 
 
 # ---------------------------------------------------------------- Predict
 
-def predict(servable: Servable, request: predict_pb2.PredictRequest) -> Operation:
+def predict(scope, request: predict_pb2.PredictRequest) -> Operation:
+    servable = scope.resolve(required_model_spec(request))
     signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
     signature = servable.signature_def(signature_name)
     if signature is None:
@@ -264,7 +283,8 @@ def _classification_result(outputs: Mapping[str, np.ndarray], num_examples: int,
                 entry.score = float(scores[row, column])
 
 
-def classify(servable: Servable, request: classification_pb2.ClassificationRequest) -> Operation:
+def classify(scope, request: classification_pb2.ClassificationRequest) -> Operation:
+    servable = scope.resolve(required_model_spec(request))
     signature_name, signature = _named_signature(
         servable, request.model_spec, CLASSIFY_METHOD, "classification")
     output_keys = _classification_outputs(signature)
@@ -311,7 +331,8 @@ def _regression_result(outputs: Mapping[str, np.ndarray], num_examples: int,
         result.regressions.add().value = float(value)
 
 
-def regress(servable: Servable, request: regression_pb2.RegressionRequest) -> Operation:
+def regress(scope, request: regression_pb2.RegressionRequest) -> Operation:
+    servable = scope.resolve(required_model_spec(request))
     signature_name, signature = _named_signature(
         servable, request.model_spec, REGRESS_METHOD, "regression")
     output_keys = _regression_outputs(signature)
@@ -325,9 +346,9 @@ def regress(servable: Servable, request: regression_pb2.RegressionRequest) -> Op
 
 # ---------------------------------------------------------------- MultiInference
 
-def multi_inference(servable: Servable,
-                    request: inference_pb2.MultiInferenceRequest) -> Operation:
+def multi_inference(scope, request: inference_pb2.MultiInferenceRequest) -> Operation:
     """Runs every task on the same examples; one model, each signature at most once."""
+    servable = scope.resolve(_first_task_spec(request))
     model_name = ""
     seen = set()
     plans = []
@@ -368,12 +389,20 @@ def multi_inference(servable: Servable,
     return response
 
 
+def _first_task_spec(request: inference_pb2.MultiInferenceRequest) -> model_pb2.ModelSpec:
+    # TF Serving resolves the servable from the first task's model_spec.
+    if request.tasks and request.tasks[0].HasField("model_spec"):
+        return request.tasks[0].model_spec
+    return inference_pb2.InferenceTask().model_spec
+
+
 def warmup_handlers(servable: Servable) -> Dict[str, Callable]:
-    """Replays each PredictionLog kind against `servable` directly (warmup.replay)."""
+    """Replays each PredictionLog kind against `servable` (serving_contract.replay_warmup)."""
+    scope = BoundServable(servable)
     return {
-        "predict_log": lambda request: complete(predict(servable, request)),
-        "classify_log": lambda request: complete(classify(servable, request)),
-        "regress_log": lambda request: complete(regress(servable, request)),
-        "multi_inference_log": lambda request: complete(multi_inference(servable, request)),
+        "predict_log": lambda request: complete(predict(scope, request)),
+        "classify_log": lambda request: complete(classify(scope, request)),
+        "regress_log": lambda request: complete(regress(scope, request)),
+        "multi_inference_log": lambda request: complete(multi_inference(scope, request)),
     }
 

@@ -15,13 +15,12 @@ registry, which would rename counters to `*_total`.
 import threading
 from typing import Dict, List, Tuple
 
+from common.serving_contract import (LOAD_ATTEMPT_COUNT, REQUEST_COUNT, REQUEST_LATENCY,
+                                     RUNTIME_LATENCY)
+
 # TF Serving's request latency buckets: 10us * 1.8^i, 33 buckets.
 LATENCY_BUCKETS_US = tuple(10.0 * 1.8 ** index for index in range(33))
 
-REQUEST_COUNT = ":tensorflow:serving:request_count"
-REQUEST_LATENCY = ":tensorflow:serving:request_latency"
-RUNTIME_LATENCY = ":tensorflow:serving:runtime_latency"
-LOAD_ATTEMPT_COUNT = ":tensorflow:cc:saved_model:load_attempt_count"
 
 _HELP = {
     REQUEST_COUNT: "The total number of requests.",

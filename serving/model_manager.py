@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from common import serving_contract
 from serving import errors, versions
 from serving.servable import Servable
 
@@ -146,10 +147,6 @@ class ModelManager:
     def model_names(self) -> List[str]:
         return sorted(self._models)
 
-    def available_versions(self, name: str) -> List[int]:
-        model = self._models.get(name)
-        return sorted(model.available) if model is not None else []
-
     def labels(self, name: str) -> Dict[str, int]:
         model = self._models.get(name)
         return dict(model.labels) if model is not None else {}
@@ -240,7 +237,7 @@ class ModelManager:
     # ------------------------------------------------------------ loading
 
     def _reconcile(self, model: _Model) -> None:
-        on_disk = versions.ready_versions(model.config.base_path)
+        on_disk = serving_contract.complete_versions(model.config.base_path)
         if not on_disk and not model.warned_empty:
             LOG.warning("No versions of servable %s found under base path %s. Did you forget to "
                         "name your leaf directory as a number (eg. '/1/')?", model.config.name,

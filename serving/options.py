@@ -2,12 +2,8 @@
 import dataclasses
 from typing import List, Tuple
 
-from pipeline.errors import UsageError
-
-# Python gRPC rejects larger requests with RESOURCE_EXHAUSTED before they reach
-# a handler; TF Serving's own limit is INT_MAX. Raise it with
-# --grpc_channel_arguments=grpc.max_receive_message_length=N.
-DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024
+from common.errors import UsageError
+from common.serving_contract import MAX_MESSAGE_BYTES
 
 
 @dataclasses.dataclass
@@ -48,7 +44,7 @@ class ServerOptions:
     def channel_arguments(self) -> List[Tuple[str, object]]:
         """gRPC server arguments: riskpipe's defaults, then --grpc_channel_arguments."""
         arguments = {
-            "grpc.max_receive_message_length": DEFAULT_MAX_RECEIVE_BYTES,
+            "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
             "grpc.max_send_message_length": -1,
             # Never share a port with another server silently.
             "grpc.so_reuseport": 0,

@@ -1,6 +1,11 @@
 """The HTTP side of the server on --rest_api_port: Prometheus metrics, model status
 and TF Serving's REST API for inference and metadata.
 
+A thin transport: JSON is translated to and from TF Serving's request and
+response messages, and every request runs through the data plane
+(serving/dataplane.py), so it is resolved, timed and counted as a gRPC one is
+(the request metrics' `entrypoint` label tells them apart).
+
 Routes, as tensorflow_model_server serves them:
   GET  <prometheus path>                       metrics (when the monitoring config enables them)
   GET  /v1/models/NAME[/versions/N|/labels/L]  GetModelStatus as JSON
@@ -20,21 +25,18 @@ import json
 import logging
 import re
 import threading
-import time
 from typing import Optional
 
 import numpy as np
 from google.protobuf import json_format
 from tensorflow.core.example import example_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_status_pb2, model_pb2,
-                                     predict_pb2, regression_pb2)
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
+                                     get_model_status_pb2, model_pb2, predict_pb2, regression_pb2)
 
-from serving import errors, inference, tensors
-from serving.metrics import ServingMetrics
-from serving.model_manager import ModelManager
-from serving.options import DEFAULT_MAX_RECEIVE_BYTES
-from serving.prediction_service import SIGNATURE_DEF_FIELD, signature_def_map
-from serving.signature_methods import DEFAULT_SIGNATURE
+from common.serving_contract import DEFAULT_SIGNATURE, MAX_MESSAGE_BYTES
+from serving import errors, tensors
+from serving.dataplane import REST, DataPlane
+from serving.model_operations import SIGNATURE_DEF_FIELD
 
 LOG = logging.getLogger(__name__)
 _MODEL_PATH = re.compile(
@@ -182,34 +184,56 @@ def regress_json(response: regression_pb2.RegressionResponse) -> dict:
     return {"results": [entry.value for entry in response.result.regressions]}
 
 
-def metadata_json(manager: ModelManager, spec: model_pb2.ModelSpec) -> dict:
+def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> dict:
     """GetModelMetadata as TF Serving's REST API writes it."""
-    servable = manager.resolve(spec)
-    return {"model_spec": {"name": servable.name, "signature_name": "",
-                           "version": str(servable.version)},
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
+    return {"model_spec": {"name": response.model_spec.name, "signature_name": "",
+                           "version": str(response.model_spec.version.value)},
             "metadata": {SIGNATURE_DEF_FIELD: json_format.MessageToDict(
-                signature_def_map(servable), preserving_proto_field_name=True)}}
+                signature_map, preserving_proto_field_name=True)}}
 
 
-def status_json(manager: ModelManager, spec: model_pb2.ModelSpec) -> dict:
+def status_json(response: get_model_status_pb2.GetModelStatusResponse) -> dict:
     entries = []
-    for version, status in manager.version_statuses(spec):
+    for entry in response.model_version_status:
         entries.append({
-            "version": str(version),
-            "state": get_model_status_pb2.ModelVersionStatus.State.Name(status.state),
-            "status": {"error_code": errors.status_code_from_number(status.error_code).name
-                       if status.error_code else "OK",
-                       "error_message": status.error_message},
+            "version": str(entry.version),
+            "state": get_model_status_pb2.ModelVersionStatus.State.Name(entry.state),
+            "status": {"error_code": errors.status_code_from_number(entry.status.error_code).name
+                       if entry.status.error_code else "OK",
+                       "error_message": entry.status.error_message},
         })
     return {"model_version_status": entries}
+
+
+def _get_request(spec: model_pb2.ModelSpec, metadata: bool) -> tuple:
+    """(API, request message, JSON of its response) of a GET on a model's path."""
+    if metadata:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=spec, metadata_field=[SIGNATURE_DEF_FIELD])
+        return "GetModelMetadata", request, metadata_json
+    return ("GetModelStatus", get_model_status_pb2.GetModelStatusRequest(model_spec=spec),
+            status_json)
+
+
+def _post_request(method: str, spec: model_pb2.ModelSpec, body: dict, servable) -> tuple:
+    """(request message, JSON of its response) of a POST body on a model's :method."""
+    if method == ":classify":
+        request = build_example_request(classification_pb2.ClassificationRequest, spec, body)
+        return request, classify_json
+    if method == ":regress":
+        return build_example_request(regression_pb2.RegressionRequest, spec, body), regress_json
+    request, row_format = build_predict_request(spec, body, servable.signature_defs)
+    return request, lambda response: predict_json(response, row_format)
 
 
 class RestApiServer:
     """A threaded HTTP server; `start` returns the bound port."""
 
-    def __init__(self, manager: ModelManager, metrics: ServingMetrics, runner: inference.Runner,
-                 prometheus_path: Optional[str], bind_address: str, port: int):
-        handler = _handler_class(manager, metrics, runner, prometheus_path)
+    def __init__(self, dataplane: DataPlane, prometheus_path: Optional[str], bind_address: str,
+                 port: int):
+        handler = _handler_class(dataplane, prometheus_path)
         self._server = http.server.ThreadingHTTPServer((bind_address, port), handler)
         self._server.daemon_threads = True
         self._thread: Optional[threading.Thread] = None
@@ -229,21 +253,7 @@ class RestApiServer:
         self._server.server_close()
 
 
-def _handler_class(manager: ModelManager, metrics: ServingMetrics, runner: inference.Runner,
-                   prometheus_path: Optional[str]) -> type:
-
-    def _answer(method: str, servable, spec: model_pb2.ModelSpec, body: dict) -> dict:
-        if method == ":classify":
-            request = build_example_request(classification_pb2.ClassificationRequest, spec, body)
-            return classify_json(_complete(inference.classify(servable, request)))
-        if method == ":regress":
-            request = build_example_request(regression_pb2.RegressionRequest, spec, body)
-            return regress_json(_complete(inference.regress(servable, request)))
-        request, row_format = build_predict_request(spec, body, servable.signature_defs)
-        return predict_json(_complete(inference.predict(servable, request)), row_format)
-
-    def _complete(operation: inference.Operation):
-        return inference.complete(operation, runner)
+def _handler_class(dataplane: DataPlane, prometheus_path: Optional[str]) -> type:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -261,61 +271,59 @@ def _handler_class(manager: ModelManager, metrics: ServingMetrics, runner: infer
         def _send_json(self, code: int, payload: dict) -> None:
             self._send(code, json.dumps(payload).encode(), "application/json")
 
-        def _send_error(self, err: errors.ServingError) -> None:
-            self._send_json(_HTTP_STATUS.get(err.code.name, 500), {"error": err.message})
+        def _answer(self, api: str, request, to_json, model_name: str) -> None:
+            """Runs the request through the data plane and sends its JSON or its error."""
+            try:
+                response = dataplane.call(api, request, REST, model_name=model_name)
+            except errors.ServingError as err:
+                self._send_json(_HTTP_STATUS.get(err.code.name, 500), {"error": err.message})
+                return
+            self._send_json(200, to_json(response))
 
         def do_GET(self):  # noqa: N802 - http.server's naming
             if prometheus_path and self.path == prometheus_path:
-                self._send(200, metrics.exposition().encode(), "text/plain; version=0.0.4")
+                self._send(200, dataplane.metrics.exposition().encode(),
+                           "text/plain; version=0.0.4")
                 return
             match = _MODEL_PATH.match(self.path)
             if not match or match.group("method"):
                 self._send_json(404, {"error": f"Malformed request: GET {self.path}"})
                 return
-            answer = metadata_json if match.group("metadata") else status_json
-            try:
-                self._send_json(200, answer(manager, _model_spec(match)))
-            except errors.ServingError as err:
-                self._send_error(err)
+            spec = _model_spec(match)
+            api, request, to_json = _get_request(spec, bool(match.group("metadata")))
+            self._answer(api, request, to_json, spec.name)
 
-        def _read_body(self) -> bytes:
-            """The request body, refused unread beyond the gRPC request size limit."""
+        def _read_body(self) -> dict:
+            """The JSON body, refused unread beyond the gRPC request size limit."""
             length = self.headers.get("Content-Length", "0")
-            if not length.isdigit() or int(length) > DEFAULT_MAX_RECEIVE_BYTES:
+            if not length.isdigit() or int(length) > MAX_MESSAGE_BYTES:
                 self.close_connection = True  # the unread body must not be taken for a request
                 raise errors.invalid_argument(
                     f"Content-Length {length!r}: the body must be at most "
-                    f"{DEFAULT_MAX_RECEIVE_BYTES} bytes")
-            return self.rfile.read(int(length))
+                    f"{MAX_MESSAGE_BYTES} bytes")
+            try:
+                body = json.loads(self.rfile.read(int(length)))
+            except json.JSONDecodeError as err:
+                raise errors.invalid_argument(f"JSON Parse error: {err}") from err
+            if not isinstance(body, dict):
+                raise errors.invalid_argument("JSON Parse error: the body must be an object")
+            return body
 
         def do_POST(self):  # noqa: N802
             match = _MODEL_PATH.match(self.path)
             if not match or not match.group("method"):
                 self._send_json(404, {"error": f"Malformed request: POST {self.path}"})
                 return
-            started = time.perf_counter()
-            spec = _model_spec(match)
-            method = match.group("method")
-            status, version = "OK", ""
-            try:
-                body = json.loads(self._read_body())
-                if not isinstance(body, dict):
-                    raise errors.invalid_argument("JSON Parse error: the body must be an object")
-                servable = manager.resolve(spec)
-                version = str(servable.version)
-                self._send_json(200, _answer(method, servable, spec, body))
-            except json.JSONDecodeError as err:
-                status = "INVALID_ARGUMENT"
-                self._send_json(400, {"error": f"JSON Parse error: {err}"})
-            except errors.ServingError as err:
-                status = err.code.name
-                self._send_error(err)
-            except Exception as err:  # a bug must cost one request an error, not a dropped connection
-                LOG.exception("REST %s failed", self.path)
-                status = "INTERNAL"
-                self._send_json(500, {"error": f"{type(err).__name__}: {err}"})
-            metrics.record_request(_API_NAMES[method], spec.name, version, status,
-                                   (time.perf_counter() - started) * 1e6, entrypoint="REST")
+            spec, method = _model_spec(match), match.group("method")
+            response_json = []  # known once the body says which format it wants
+
+            def build(scope):
+                body = self._read_body()
+                request, to_json = _post_request(method, spec, body, scope.resolve(spec))
+                response_json.append(to_json)
+                return request
+
+            self._answer(_API_NAMES[method], build, lambda response: response_json[0](response),
+                         spec.name)
 
     return Handler
-

@@ -1,5 +1,4 @@
 """One loaded version of a model: its SavedModel signatures, ready to run."""
-import os
 from typing import Dict, Mapping, Optional, Sequence
 
 import grpc
@@ -7,7 +6,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving import errors, signature_methods
+from common import serving_contract as contract
+from serving import errors
 
 
 class Servable:
@@ -48,10 +48,10 @@ class Servable:
 
 def load_servable(name: str, version: int, path: str) -> Servable:
     """Loads the SavedModel at `path`; raises ServingError when it does not load cleanly."""
-    if not tf.io.gfile.exists(os.path.join(path, signature_methods.SAVED_MODEL_FILENAME)):
+    if not contract.is_complete_version(path):
         raise errors.not_found(f"SavedModel not found in {path}: no saved_model.pb")
     try:
-        meta_graph = signature_methods.serving_meta_graph(signature_methods.read_saved_model(path))
+        meta_graph = contract.serving_meta_graph(contract.read_saved_model(path))
     except Exception as err:  # a truncated or corrupt saved_model.pb
         raise errors.ServingError(grpc.StatusCode.DATA_LOSS,
                                   f"Could not parse {path}/saved_model.pb: {err}") from err
@@ -59,7 +59,7 @@ def load_servable(name: str, version: int, path: str) -> Servable:
         raise errors.not_found(
             f"Could not find meta graph def matching supplied tags: {{ serve }} in {path}")
     try:
-        loaded = tf.saved_model.load(path, tags=[signature_methods.SERVE_TAG])
+        loaded = tf.saved_model.load(path, tags=[contract.SERVE_TAG])
     except Exception as err:  # any failure to restore means the version is not servable
         raise errors.from_exception(err) from err
     return Servable(name, version, path, loaded, meta_graph.signature_def)

@@ -24,10 +24,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline.errors import UsageError
-from serving import (config_protos, errors, inference, model_service, prediction_service, tls,
-                     warmup)
+from common import serving_contract
+from common.errors import UsageError
+from serving import config_protos, errors, grpc_services, inference, tls
 from serving.batching import BatchingOptions, BatchScheduler
+from serving.dataplane import DataPlane
 from serving.event_loop import EventLoopThread
 from serving.metrics import ServingMetrics
 from serving.model_manager import ModelManager, single_model_config, validate_config
@@ -36,7 +37,6 @@ from serving.rest_api import RestApiServer
 from serving.servable import Servable, load_servable
 
 LOG = logging.getLogger(__name__)
-SERVICE_NAMES = (prediction_service.SERVICE_NAME, model_service.SERVICE_NAME)
 
 
 def read_model_server_config(path: str) -> model_server_config_pb2.ModelServerConfig:
@@ -108,10 +108,14 @@ class ModelServer:
         """The scheduler merging requests, when --enable_batching is on."""
         return self._scheduler
 
-    @property
-    def runner(self) -> inference.Runner:
-        """The blocking model runner, for callers off the event loop (REST)."""
-        return self._scheduler.run if self._scheduler is not None else inference.direct_runner
+    def _dataplane(self) -> DataPlane:
+        """The inference core both transports call, with this server's model runners."""
+        if self._scheduler is not None:
+            runner, async_runner = self._scheduler.run, self._scheduler.run_async
+        else:
+            runner = inference.direct_runner
+            async_runner = inference.unbatched_runner(self._model_threads)
+        return DataPlane(self.manager, self.metrics, runner, async_runner)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -123,26 +127,22 @@ class ModelServer:
         self._model_threads = concurrent.futures.ThreadPoolExecutor(threads, "model")
         if self._batching is not None:
             self._scheduler = BatchScheduler(self._batching, self._loop.loop)
-        for name in ("",) + SERVICE_NAMES:
+        for name in ("",) + grpc_services.SERVICE_NAMES:
             self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self._loop.run(self._create_grpc_server())
-        self._start_rest()
+        dataplane = self._dataplane()
+        self.port = self._loop.run(self._create_grpc_server(dataplane))
+        self._start_rest(dataplane)
         self._loop.run(self._grpc_server.start())
         LOG.info("Running gRPC ModelServer at %s:%d (%s)", self.options.bind_address, self.port,
                  "TLS" if self._ssl_config else "plaintext")
         self._spawn("initial-load", self._initial_load)
         return self.port
 
-    async def _create_grpc_server(self) -> int:
+    async def _create_grpc_server(self, dataplane: DataPlane) -> int:
         """The gRPC server with its services, bound; returns the port."""
         server = grpc.aio.server(migration_thread_pool=self._rpc_threads,
                                  options=self.options.channel_arguments())
-        runner = (self._scheduler.run_async if self._scheduler is not None
-                  else inference.unbatched_runner(self._model_threads))
-        server.add_generic_rpc_handlers((
-            prediction_service.PredictionService(self.manager, self.metrics, runner).handler(),
-            model_service.ModelService(self.manager, self.metrics).handler(),
-        ))
+        server.add_generic_rpc_handlers(grpc_services.service_handlers(dataplane))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self._grpc_server = server
         return self._bind(server)
@@ -156,16 +156,15 @@ class ModelServer:
         except RuntimeError as err:
             raise UsageError(f"--port={self.options.port}: cannot bind {address}: {err}") from err
 
-    def _start_rest(self) -> None:
+    def _start_rest(self, dataplane: DataPlane) -> None:
         if not self.options.rest_api_port:
             if self._prometheus_path:
                 LOG.warning("monitoring is enabled but --rest_api_port is 0: metrics are "
                             "exported on the REST port, so they are not served")
             return
         try:
-            self._rest = RestApiServer(self.manager, self.metrics, self.runner,
-                                       self._prometheus_path, self.options.bind_address,
-                                       self.options.rest_api_port)
+            self._rest = RestApiServer(dataplane, self._prometheus_path,
+                                       self.options.bind_address, self.options.rest_api_port)
         except OSError as err:
             raise UsageError(f"--rest_api_port={self.options.rest_api_port}: {err}") from err
         self.rest_port = self._rest.start()
@@ -201,9 +200,9 @@ class ModelServer:
     def _load_version(self, name: str, version: int, path: str) -> Servable:
         servable = load_servable(name, version, path)
         if self.options.enable_model_warmup:
-            records = warmup.read_warmup_requests(path)
+            records = serving_contract.read_warmup_requests(path)
             try:
-                warmup.replay(records, inference.warmup_handlers(servable))
+                serving_contract.replay_warmup(records, inference.warmup_handlers(servable))
             except errors.ServingError as err:
                 raise errors.ServingError(err.code, f"Warmup request failed: {err.message}") from err
             if records:
@@ -216,7 +215,7 @@ class ModelServer:
             return
         status = (health_pb2.HealthCheckResponse.SERVING if self.manager.all_models_available()
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
-        for name in ("",) + SERVICE_NAMES:
+        for name in ("",) + grpc_services.SERVICE_NAMES:
             self._health.set(name, status)
 
     def wait_until_available(self, timeout: float) -> bool:

@@ -9,10 +9,10 @@ import math
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from common.serving_contract import MAX_MESSAGE_BYTES
 from serving import errors
-from serving.options import DEFAULT_MAX_RECEIVE_BYTES
 
-MAX_EXPANDED_TENSOR_BYTES = DEFAULT_MAX_RECEIVE_BYTES
+MAX_EXPANDED_TENSOR_BYTES = MAX_MESSAGE_BYTES
 
 _NUMPY_DTYPES = {
     types_pb2.DT_FLOAT: np.float32,
@@ -135,9 +135,3 @@ def numpy_dtype_of(dtype: int):
         return np.dtype(object)
     return np.dtype(_NUMPY_DTYPES[dtype])
 
-
-def dtype_of_array(array: np.ndarray) -> int:
-    """The TF DataType enum of a numpy array decoded from a request."""
-    if array.dtype == object:
-        return types_pb2.DT_STRING
-    return _DTYPES_BY_NUMPY[array.dtype]

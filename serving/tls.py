@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Tuple
 
 import grpc
 
-from pipeline.errors import UsageError
+from common.errors import UsageError
 from serving import config_protos
 
 _PEM_FIELDS = {

@@ -1,32 +1,18 @@
-"""Which versions of a model are on disk, and which of them the version policy wants.
+"""Which of a model's complete versions the version policy wants, and when a failed one changed.
 
-A version is a numeric directory under the model's base path. The Pusher
-writes saved_model.pb last, so only a directory holding it is a candidate: a
-half-copied version is invisible until it is complete.
+The complete versions on disk come from the serving contract
+(common/serving_contract.complete_versions): a half-copied version is
+invisible until its saved_model.pb is in place.
 
 Paths go through TensorFlow's file systems, so a base path may be local or a
 URI TensorFlow reads (gs://, as tensorflow_model_server reads it).
 """
 import os
-from typing import Dict, Iterable, Set, Tuple
+from typing import Iterable, Set, Tuple
 
 import tensorflow as tf
 
-from serving.signature_methods import SAVED_MODEL_FILENAME
-
 Fingerprint = Tuple[Tuple[str, int, int], ...]
-
-
-def ready_versions(base_path: str) -> Dict[int, str]:
-    """{version: directory} of the complete versions under base_path."""
-    if not tf.io.gfile.isdir(base_path):
-        return {}
-    found = {}
-    for name in (entry.rstrip("/") for entry in tf.io.gfile.listdir(base_path)):
-        path = os.path.join(base_path, name)
-        if name.isdigit() and tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILENAME)):
-            found[int(name)] = path
-    return found
 
 
 def aspired_versions(policy, candidates: Iterable[int]) -> Set[int]:

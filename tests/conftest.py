@@ -10,15 +10,16 @@ pushed model; tests that rerun the pipeline share its pipeline root, so they
 only re-execute what their change affects. `riskpipe` runs in process through
 `run_riskpipe`.
 """
-import os
+from common import runtime
 
-# Before any TensorFlow import (see /work/shared/STACK.md: Keras 2 for Transform and tfmot).
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before any TensorFlow import: Transform and tfmot need Keras 2 (tf-keras).
+runtime.use_keras_2()
+runtime.quiet_startup(verbose=False)
 
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import io  # noqa: E402
+import os  # noqa: E402
 from typing import Callable, List, Optional, Tuple  # noqa: E402
 
 import pytest  # noqa: E402
@@ -69,12 +70,12 @@ class PipelineRun:
 
     def executions(self, after: int, until: Optional[int] = None) -> List[Tuple[str, str, object]]:
         """(node id, state, MLMD execution) of executions with ids in (after, until]."""
-        from pipeline import report  # pylint: disable=import-outside-toplevel
+        from pipeline import mlmd_queries  # pylint: disable=import-outside-toplevel
 
-        store = report.open_store(self.metadata_path)
+        store = mlmd_queries.open_store(self.metadata_path)
         chosen = [e for e in store.get_executions()
                   if e.id > after and (until is None or e.id <= until)]
-        return [(report.node_of(store, e.id), report.state_name(e), e)
+        return [(mlmd_queries.node_of(store, e.id), mlmd_queries.state_name(e), e)
                 for e in sorted(chosen, key=lambda e: e.id)]
 
     def run_args(self, data_root: Optional[str] = None,
@@ -95,7 +96,7 @@ def write_config(path: str, overrides: dict) -> str:
 
 
 def _run_riskpipe(argv: List[str]) -> CliResult:
-    from pipeline import cli  # pylint: disable=import-outside-toplevel
+    from cli import main as cli  # pylint: disable=import-outside-toplevel
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -129,7 +130,7 @@ def tiny_data(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory, tiny_data) -> PipelineRun:
     """`riskpipe run` on tiny_data, once per session. Assert on its result before relying on it."""
-    from pipeline.report import last_execution_id  # pylint: disable=import-outside-toplevel
+    from pipeline.mlmd_queries import last_execution_id  # pylint: disable=import-outside-toplevel
 
     root = tmp_path_factory.mktemp("e2e")
     config_file = write_config(str(root / "config.yaml"), {})

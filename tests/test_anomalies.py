@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from pipeline import pipeline as dag
-from pipeline import report
+from pipeline import mlmd_queries
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ def _broken_copy(tiny_data, tmp_path, edit):
 def _run_broken(pipeline_run, run_riskpipe, data):
     assert pipeline_run.result.exit_code == 0, pipeline_run.result.stderr
     versions = pipeline_run.versions()
-    before = report.last_execution_id(pipeline_run.metadata_path)
+    before = mlmd_queries.last_execution_id(pipeline_run.metadata_path)
     result = run_riskpipe(pipeline_run.run_args(data_root=data))
     nodes = {node: state for node, state, _ in pipeline_run.executions(before)}
     assert result.exit_code == 1, result.stdout + result.stderr

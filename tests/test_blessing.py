@@ -6,7 +6,7 @@ the data components come from the cache.
 import pytest
 
 from pipeline import pipeline as dag
-from pipeline import report
+from pipeline import mlmd_queries, run_summary
 
 pytestmark = pytest.mark.e2e
 
@@ -15,13 +15,13 @@ def _rerun(pipeline_run, run_riskpipe, tiny_config, tmp_path, overrides):
     """Reruns with the tiny config + overrides; returns (result, summary, node states)."""
     assert pipeline_run.result.exit_code == 0, pipeline_run.result.stderr
     versions = pipeline_run.versions()
-    before = report.last_execution_id(pipeline_run.metadata_path)
+    before = mlmd_queries.last_execution_id(pipeline_run.metadata_path)
     config = tiny_config(str(tmp_path / "config.yaml"), overrides)
     result = run_riskpipe(pipeline_run.run_args(config_file=config))
     assert result.exit_code == 0, result.stderr
     assert pipeline_run.versions() == versions, "a model was pushed"
     states = {node: state for node, state, _ in pipeline_run.executions(before)}
-    summary = report.summarize(pipeline_run.metadata_path, "riskpipe")
+    summary = run_summary.summarize(pipeline_run.metadata_path, "riskpipe")
     return result, summary, states
 
 

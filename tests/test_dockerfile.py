@@ -253,7 +253,7 @@ def test_the_entrypoint_is_the_riskpipe_console_script(instructions):
     assert len(entrypoints) == 1
     assert json.loads(entrypoints[0]) == ["riskpipe"]
     with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
-        assert "riskpipe=pipeline.cli:main" in f.read()
+        assert "riskpipe=cli.main:main" in f.read()
 
 
 def test_tensorflow_keras_is_chosen_for_every_process_in_the_image(instructions):
@@ -310,7 +310,7 @@ def test_dockerignore_keeps_out_venv_data_keys_and_tests(ignore_rules, path):
     assert is_ignored(path, ignore_rules)
 
 
-@pytest.mark.parametrize("path", ["setup.py", LOCK_FILE, "pipeline/cli.py",
+@pytest.mark.parametrize("path", ["setup.py", LOCK_FILE, "cli/main.py",
                                   "components/feature_gen/executor.py", "serving/server.py",
                                   "datagen/simulator.py", "schema/schema.pbtxt"])
 def test_dockerignore_sends_what_the_image_needs(ignore_rules, path):

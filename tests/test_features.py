@@ -317,7 +317,7 @@ def test_serialized_example_parses_with_tensorflow():
 def test_serialized_examples_equal_ones_built_with_the_protobuf_api():
     from tensorflow.core.example import example_pb2
 
-    from components.feature_gen.synthetic import random_stream
+    from synthetic_transactions import random_stream
 
     builder = OnlineFeatureBuilder()
     for t in random_stream(300, days=3, cards=10, terminals=4):

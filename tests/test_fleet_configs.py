@@ -16,8 +16,8 @@ import pytest
 import yaml
 from google.protobuf import text_format
 
-from pipeline import cli
-from pipeline.errors import UsageError
+from cli import main as cli
+from common.errors import UsageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "kubeflow", "config")
@@ -151,8 +151,8 @@ def test_monitoring_serves_prometheus_where_the_pods_are_scraped():
 
 
 def test_model_config_and_routing_file_are_in_the_form_riskpipe_rollout_writes():
-    from serving.rollout import format_config, read_config  # pylint: disable=import-outside-toplevel
-    from serving.routing import (  # pylint: disable=import-outside-toplevel
+    from engine.rollout.model_config import format_config, read_config  # pylint: disable=import-outside-toplevel
+    from engine.routing import (  # pylint: disable=import-outside-toplevel
         NO_CANARY, format_routing, read_routing)
 
     config_path = os.path.join(CONFIG, "models.config")

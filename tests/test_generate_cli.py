@@ -5,8 +5,8 @@ import os
 
 import pytest
 
+from cli import main as cli
 from datagen import dataset
-from pipeline import cli
 
 SMALL = ["--transactions", "1500", "--days", "3", "--fraud-rate", "0.02"]
 

@@ -13,9 +13,10 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
-from pipeline import cli, kubeflow_runner
-from pipeline.atomic_file import atomic_write_text
-from pipeline.errors import UsageError
+from cli import main as cli
+from common.errors import UsageError
+from common.files import atomic_write_text
+from pipeline import kubeflow_runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITTED = os.path.join(REPO, "kubeflow", "pipeline.json")

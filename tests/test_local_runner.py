@@ -3,9 +3,9 @@ import os
 
 import pytest
 
+from common.errors import DataError, UsageError
 from pipeline import local_runner
 from pipeline.configs import PipelineConfig
-from pipeline.errors import DataError, UsageError
 
 
 def test_no_beam_options_means_the_in_process_direct_runner():
@@ -73,7 +73,7 @@ def test_root_cause_finds_a_data_error_under_beam_wrapping():
 def test_root_cause_reads_an_error_sent_as_text_by_a_beam_worker():
     text = ("Pipeline failed: Traceback (most recent call last):\n"
             '  File "executor.py", line 1, in process\n'
-            "pipeline.errors.UsageError: feature_gen.eval_days must be at least 1 "
+            "common.errors.UsageError: feature_gen.eval_days must be at least 1 "
             "[while running 'Split']\n")
     cause, kind = local_runner.root_cause(RuntimeError(text))
     assert (cause, kind) == ("feature_gen.eval_days must be at least 1", UsageError)

@@ -13,7 +13,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from components import features
 from pipeline import pipeline as dag
-from pipeline import report
+from pipeline import mlmd_queries
 
 pytestmark = pytest.mark.e2e
 
@@ -39,10 +39,10 @@ def loaded(version_dir):
 
 def _eval_examples(pipeline_run, limit=200):
     """Serialized tf.Examples of the eval split FeatureGen wrote in the e2e run."""
-    store = report.open_store(pipeline_run.metadata_path)
+    store = mlmd_queries.open_store(pipeline_run.metadata_path)
     feature_gen = next(e for node, _, e in pipeline_run.executions(
         0, pipeline_run.last_execution) if node == dag.FEATURE_GEN)
-    examples = report.output_artifacts(store, feature_gen.id)["examples"][0]
+    examples = mlmd_queries.output_artifacts(store, feature_gen.id)["examples"][0]
     files = sorted(glob.glob(os.path.join(examples.uri, "Split-eval", "*")))
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
     return [record.numpy() for record in dataset]
@@ -116,7 +116,7 @@ def test_dense_kernels_reach_the_target_sparsity(loaded):
 
 def test_rerun_on_unchanged_data_hits_the_cache(pipeline_run, pushed_model, run_riskpipe):
     versions = pipeline_run.versions()
-    before = report.last_execution_id(pipeline_run.metadata_path)
+    before = mlmd_queries.last_execution_id(pipeline_run.metadata_path)
     result = run_riskpipe(pipeline_run.run_args())
     assert result.exit_code == 0, result.stderr
 
@@ -128,7 +128,7 @@ def test_rerun_on_unchanged_data_hits_the_cache(pipeline_run, pushed_model, run_
 
 
 def test_tensorboard_finds_the_latest_trainer_logs(pipeline_run):
-    logdir = report.latest_model_run(pipeline_run.metadata_path)
+    logdir = mlmd_queries.latest_model_run(pipeline_run.metadata_path)
     assert logdir and logdir.startswith(pipeline_run.pipeline_root)
     assert glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True)
 

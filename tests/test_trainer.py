@@ -18,9 +18,10 @@ from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import json_utils, proto_utils
 
-from components import compression, export, features, trainer
+from common import serving_contract as contract
+from common.errors import DataError, UsageError
+from components import compression, features, trainer
 from pipeline.configs import TrainerConfig
-from pipeline.errors import DataError, UsageError
 # The session-scoped synthetic data and Transform graph, shared with test_preprocessing.
 from test_preprocessing import raw_data  # noqa: F401
 
@@ -97,8 +98,8 @@ def _serialized(rows):
 
 def _assert_signatures_agree(loaded_model, rows):
     default = loaded_model.signatures["serving_default"](
-        examples=_serialized(rows))[export.OUTPUT_KEY].numpy()
-    raw = loaded_model.signatures["serving_raw"](**_raw_batch(rows))[export.OUTPUT_KEY].numpy()
+        examples=_serialized(rows))[contract.OUTPUT_KEY].numpy()
+    raw = loaded_model.signatures["serving_raw"](**_raw_batch(rows))[contract.OUTPUT_KEY].numpy()
     assert default.shape == (len(rows),)
     assert np.all((default > 0) & (default < 1))
     np.testing.assert_allclose(default, raw, rtol=1e-6, atol=1e-7)

@@ -6,7 +6,7 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from pipeline.errors import DataError
+from common.errors import DataError
 
 ANOMALIES_KEY = "anomalies"
 # The file ExampleValidator writes into each split directory of its output.

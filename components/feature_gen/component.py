@@ -17,10 +17,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from common.errors import UsageError
 from components.feature_gen import executor
 from components.feature_gen.raw_data import parse_date
 from components.transactions import PARTITION_GLOB
-from pipeline.errors import UsageError
 
 RAW_SPLIT_NAME = "raw"
 

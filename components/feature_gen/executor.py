@@ -25,11 +25,11 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
+from common.errors import DataError, UsageError
 from components import features
 from components.feature_gen.raw_data import (RawDataError, check_header, list_partitions,
                                              parse_date, read_transactions)
 from components.transactions import Transaction
-from pipeline.errors import DataError, UsageError
 
 EVAL_START_DATE_KEY = "eval_start_date"
 EVAL_DAYS_KEY = "eval_days"

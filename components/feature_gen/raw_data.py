@@ -14,9 +14,9 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
+from common.errors import DataError
 from components.transactions import (CHANNELS, LABEL_COLUMNS, OPTIONAL_COLUMNS, PARTITION_GLOB,
                                      RAW_COLUMNS, Transaction)
-from pipeline.errors import DataError
 
 _PARTITION_RE = re.compile(r"date=([^/]*)/transactions\.csv$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

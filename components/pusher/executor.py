@@ -9,10 +9,10 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from common.serving_contract import complete_versions
+
 # Set on the PushedModel artifact when the blessed model was already being served.
 ALREADY_SERVED_KEY = "already_served"
-# A version directory is complete once this file exists (the Pusher writes it last).
-COMPLETE_MARKER = "saved_model.pb"
 
 
 def directory_digest(path: str) -> str:
@@ -31,15 +31,12 @@ def directory_digest(path: str) -> str:
 
 def served_copy(model_path: str, base_directory: str) -> Optional[str]:
     """The complete version directory under `base_directory` identical to `model_path`, if any."""
-    if not os.path.isdir(base_directory):
-        return None
-    versions = [os.path.join(base_directory, name) for name in os.listdir(base_directory)
-                if name.isdigit()]
-    complete = [v for v in versions if os.path.exists(os.path.join(v, COMPLETE_MARKER))]
+    complete = complete_versions(base_directory)
     if not complete:
         return None
     wanted = directory_digest(model_path)
-    return next((v for v in sorted(complete) if directory_digest(v) == wanted), None)
+    return next((complete[v] for v in sorted(complete) if directory_digest(complete[v]) == wanted),
+                None)
 
 
 class Executor(tfx_pusher.Executor):

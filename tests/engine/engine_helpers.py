@@ -8,7 +8,7 @@ import tensorflow as tf
 from grpc_health.v1 import health, health_pb2_grpc
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving import engine_commands
+from cli import engine_commands
 
 MODEL_VERSION = 42
 FIXED_SCORE = 0.25

@@ -19,15 +19,20 @@ import time
 
 import pytest
 
-from components.feature_gen.synthetic import random_stream
-from serving import engine_commands
-from serving import rollout as ro
-from serving.client import ClientOptions, RiskEngineClient
-from serving.engine import RiskEngine, summarize
+from cli import engine_commands
+from engine.client import ClientOptions, RiskEngineClient
+from engine.policy import default_policy_path, load_policy
+from engine.risk_engine import RiskEngine, summarize
+from engine.rollout import RolloutError
+from engine.rollout.controller import Rollout, RolloutOptions
+from engine.rollout.fleet import AVAILABLE, Fleet
+from engine.rollout.fleet_metrics import fleet_version_metrics
+from engine.rollout.model_config import find_model, read_config, specific_versions, validate_config
+from engine.routing import CANARY, STABLE, Router
 from serving.options import ServerOptions
-from serving.policy import default_policy_path, load_policy
-from serving.routing import CANARY, STABLE, Router
 from serving.server import ModelServer
+
+from synthetic_transactions import random_stream
 
 MODEL = "fraud"
 SHARE = 0.3
@@ -142,8 +147,8 @@ class ClientLoop:
 
 
 def model_labels(config_path):
-    model = ro.find_model(ro.read_config(config_path), MODEL, config_path)
-    return dict(model.version_labels), ro.specific_versions(model)
+    model = find_model(read_config(config_path), MODEL, config_path)
+    return dict(model.version_labels), specific_versions(model)
 
 
 def run_rollout(argv):
@@ -157,8 +162,8 @@ def run_rollout(argv):
 def test_full_canary_cycle_with_zero_failed_requests(fleet_dir, servers, capsys):
     tmp, config = fleet_dir
     addresses = [f"127.0.0.1:{server.port}" for server in servers]
-    fleet = ro.Fleet(addresses, MODEL)
-    rollout = ro.Rollout(config, MODEL, fleet, options=ro.RolloutOptions(
+    fleet = Fleet(addresses, MODEL)
+    rollout = Rollout(config, MODEL, fleet, options=RolloutOptions(
         timeout_seconds=90, poll_seconds=0.1, client_grace_seconds=1.0))
     loop = ClientLoop(addresses, rollout.routing_path).start()
     try:
@@ -176,13 +181,13 @@ def test_full_canary_cycle_with_zero_failed_requests(fleet_dir, servers, capsys)
 
         status = rollout.describe()
         for address in addresses:
-            assert status["servers"][address] == {"1": ro.AVAILABLE, "2": ro.AVAILABLE}
+            assert status["servers"][address] == {"1": AVAILABLE, "2": AVAILABLE}
         assert status["canary_share"] == SHARE and status["shadow"]
         summary = summarize(canary_phase)
         assert set(summary) == {"1", "2", "all"}
         urls = [f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics"
                 for server in servers]
-        metrics = ro.fleet_version_metrics(urls, MODEL)
+        metrics = fleet_version_metrics(urls, MODEL)
         assert set(metrics) == {"1", "2"}
         assert metrics["1"]["requests"] > 0 and metrics["2"]["requests"] > 0
 
@@ -233,13 +238,13 @@ def test_rollout_killed_between_two_writes_leaves_a_served_config(fleet_dir, ser
     """`riskpipe rollout promote` killed after moving stable, before dropping the old version."""
     tmp, config = fleet_dir
     addresses = ",".join(f"127.0.0.1:{server.port}" for server in servers)
-    fleet = ro.Fleet(addresses.split(","), MODEL)
-    rollout = ro.Rollout(config, MODEL, fleet, options=ro.RolloutOptions(
+    fleet = Fleet(addresses.split(","), MODEL)
+    rollout = Rollout(config, MODEL, fleet, options=RolloutOptions(
         timeout_seconds=90, poll_seconds=0.1, client_grace_seconds=0.5))
     try:
         rollout.stage(2)
         rollout.canary(2, 0.5)
-        command = [sys.executable, "-m", "pipeline.cli", "rollout", "promote",
+        command = [sys.executable, "-m", "cli.main", "rollout", "promote",
                    "--model-config", config, "--server", addresses,
                    "--client-grace", "60", "--timeout", "60"]
         process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
@@ -259,12 +264,12 @@ def test_rollout_killed_between_two_writes_leaves_a_served_config(fleet_dir, ser
         # Killed between writes: stable already moved, old version still pinned.
         labels, versions = model_labels(config)
         assert labels == {STABLE: 2, CANARY: 2} and versions == [1, 2]
-        ro.validate_config(ro.read_config(config), config)
+        validate_config(read_config(config), config)
         assert not [p for p in os.listdir(tmp) if p.endswith(".tmp")]
         time.sleep(3 * POLL_SECONDS)
         for address in addresses.split(","):
             assert fleet.label_version(address, STABLE) == 2
-            assert fleet.version_states(address)[2][0] == ro.AVAILABLE
+            assert fleet.version_states(address)[2][0] == AVAILABLE
         with RiskEngineClient(ClientOptions(addresses=tuple(addresses.split(",")),
                                             model_name=MODEL)) as client:
             engine = RiskEngine(client, load_policy(default_policy_path()),
@@ -288,11 +293,11 @@ def test_stage_of_a_version_that_fails_to_load_restores_the_config(fleet_dir, se
     with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
         f.write(b"not a SavedModel")
     before = open(config).read()
-    fleet = ro.Fleet([f"127.0.0.1:{s.port}" for s in servers], MODEL)
-    rollout = ro.Rollout(config, MODEL, fleet, options=ro.RolloutOptions(
+    fleet = Fleet([f"127.0.0.1:{s.port}" for s in servers], MODEL)
+    rollout = Rollout(config, MODEL, fleet, options=RolloutOptions(
         timeout_seconds=60, poll_seconds=0.1))
     try:
-        with pytest.raises(ro.RolloutError, match="version 4 failed to load.*restored"):
+        with pytest.raises(RolloutError, match="version 4 failed to load.*restored"):
             rollout.stage(4)
     finally:
         fleet.close()

@@ -5,9 +5,9 @@ import grpc
 import pytest
 
 from engine_helpers import MODEL_VERSION, RecordingPredictionService, start_recording_server
+from engine.client import ClientOptions, NoServerError, RiskEngineClient, ScoringError
 from serving import tls
 from serving.certs import make_certificates
-from serving.client import ClientOptions, NoServerError, RiskEngineClient, ScoringError
 
 FEATURES = {"amount": 12.5, "merchant_category": "grocery", "channel": "card_present",
             "hour_of_day": 10, "is_weekend": 0, "is_night": 0}

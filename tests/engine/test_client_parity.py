@@ -17,10 +17,11 @@ import tensorflow as tf
 from tensorflow.core.example import example_pb2
 
 from components.feature_gen.executor import featurize
-from components.feature_gen.synthetic import random_stream, write_partitions
 from components.features import MODEL_FEATURES, OPTIONAL_FEATURES, from_example
 from components.transactions import Transaction
+
 from engine_helpers import FIXED_SCORE, MODEL_VERSION, run_score
+from synthetic_transactions import random_stream, write_partitions
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,10 +3,10 @@ import grpc
 
 from components.transactions import Transaction
 from engine_helpers import RecordingPredictionService, start_recording_server
-from serving.client import ClientOptions, RiskEngineClient
-from serving.engine import RiskEngine, summarize
-from serving.policy import parse_policy
-from serving.routing import CANARY, STABLE, ModelRouting, Router, write_model_routing
+from engine.client import ClientOptions, RiskEngineClient
+from engine.policy import parse_policy
+from engine.risk_engine import RiskEngine, summarize
+from engine.routing import CANARY, STABLE, ModelRouting, Router, write_model_routing
 
 POLICY = parse_policy({
     "thresholds": {"review": 0.5, "block": 0.9},

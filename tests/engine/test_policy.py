@@ -1,7 +1,7 @@
 """The decision policy: rules, thresholds, exact boundaries, and validation messages."""
 import pytest
 
-from serving.policy import (APPROVE, BLOCK, REVIEW, Facts, PolicyError, default_policy_path,
+from engine.policy import (APPROVE, BLOCK, REVIEW, Facts, PolicyError, default_policy_path,
                             load_policy, parse_policy)
 
 POLICY = {

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from serving.routing import (CANARY, NO_CANARY, STABLE, ModelRouting, Router, RoutingError,
+from engine.routing import (CANARY, NO_CANARY, STABLE, ModelRouting, Router, RoutingError,
                              canary_bucket, read_routing, route, write_model_routing)
 
 CARDS = [f"card-{i:05d}" for i in range(20000)]
@@ -18,7 +18,7 @@ def test_same_card_always_takes_the_same_route():
 
 def test_bucket_is_the_same_in_another_process():
     # Python's hash() is salted per process; the routing hash must not be.
-    code = ("from serving.routing import canary_bucket;"
+    code = ("from engine.routing import canary_bucket;"
             "print(repr([canary_bucket(c) for c in ('a', 'card-1', 'é')]))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True, env={**os.environ, "PYTHONHASHSEED": "random"}).stdout

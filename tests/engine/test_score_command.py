@@ -6,12 +6,13 @@ import socket
 import grpc
 import pytest
 
-from components.feature_gen.synthetic import random_stream, write_partitions
+from common.errors import DataError, UsageError
+from engine.risk_engine import summarize
+from engine.routing import CANARY, STABLE, ModelRouting, write_model_routing
+
 from engine_helpers import (FIXED_SCORE, MODEL_VERSION, RecordingPredictionService, run_score,
                             start_recording_server)
-from pipeline.errors import DataError, UsageError
-from serving.engine import summarize
-from serving.routing import CANARY, STABLE, ModelRouting, write_model_routing
+from synthetic_transactions import random_stream, write_partitions
 
 HEADER = ("transaction_id,timestamp,card_id,customer_id,terminal_id,amount,merchant_category,"
           "channel,latitude,longitude\n")

@@ -15,7 +15,12 @@ import tempfile
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from serving import signature_methods, warmup
+from common import serving_contract as contract
+from common.serving_contract import (CLASSIFICATION, CLASSIFY_INPUTS, CLASSIFY_OUTPUT_CLASSES,
+                                     CLASSIFY_OUTPUT_SCORES, EXAMPLES_INPUT, OUTPUT_KEY,
+                                     REGRESS_INPUTS, REGRESS_OUTPUTS, REGRESSION, SERVING_DEFAULT,
+                                     SERVING_RAW)
+from components.export import set_signature_methods
 
 CATEGORIES = ("grocery", "fuel", "restaurant", "online", "travel", "electronics", "atm", "luxury")
 CATEGORY_WEIGHTS = (-1.0, -0.5, -0.8, 0.6, 0.4, 0.9, 0.3, 1.2)
@@ -58,33 +63,33 @@ class TinyFraudModel(tf.Module):
         return self._probability(features["amount"], features["merchant_category"],
                                  features["channel"])
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_examples(self, examples):
-        return {"fraud_probability": self._parse(examples)}
+        return {OUTPUT_KEY: self._parse(examples)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="amount"),
                                   tf.TensorSpec([None], tf.string, name="merchant_category"),
                                   tf.TensorSpec([None], tf.string, name="channel")])
     def serve_raw(self, amount, merchant_category, channel):
-        return {"fraud_probability": self._probability(amount, merchant_category, channel)}
+        return {OUTPUT_KEY: self._probability(amount, merchant_category, channel)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUTS)])
     def classify(self, inputs):
         probability = self._parse(inputs)
         scores = tf.stack([1.0 - probability, probability], axis=1)
         classes = tf.tile(tf.constant([["legit", "fraud"]]), [tf.shape(inputs)[0], 1])
-        return {"classes": classes, "scores": scores}
+        return {CLASSIFY_OUTPUT_CLASSES: classes, CLASSIFY_OUTPUT_SCORES: scores}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=REGRESS_INPUTS)])
     def regress(self, inputs):
-        return {"outputs": self._parse(inputs)}
+        return {REGRESS_OUTPUTS: self._parse(inputs)}
 
 
 def warmup_logs(model_name: str = "fraud"):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
-    request.model_spec.signature_name = "serving_default"
-    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(
+    request.model_spec.signature_name = SERVING_DEFAULT
+    request.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(
         [make_example(12.5, "grocery", "card_present").SerializeToString(),
          make_example(950.0, "electronics").SerializeToString()], dtype=tf.string))
     return [prediction_log_pb2.PredictionLog(
@@ -95,16 +100,13 @@ def export_model(export_dir: str, bias: float = 0.0, warmup_records=None) -> str
     """Writes the tiny model to export_dir (which must not exist)."""
     model = TinyFraudModel(bias)
     tf.saved_model.save(model, export_dir, signatures={
-        "serving_default": model.serve_examples,
-        "serving_raw": model.serve_raw,
-        "classification": model.classify,
-        "regression": model.regress,
+        SERVING_DEFAULT: model.serve_examples,
+        SERVING_RAW: model.serve_raw,
+        CLASSIFICATION: model.classify,
+        REGRESSION: model.regress,
     })
-    signature_methods.set_signature_methods(export_dir, {
-        "classification": signature_methods.CLASSIFY_METHOD,
-        "regression": signature_methods.REGRESS_METHOD,
-    })
-    warmup.write_warmup_requests(export_dir, warmup_logs() if warmup_records is None
+    set_signature_methods(export_dir, contract.SIGNATURE_METHODS)
+    contract.write_warmup_requests(export_dir, warmup_logs() if warmup_records is None
                                  else warmup_records)
     return export_dir
 
@@ -128,5 +130,5 @@ def write_half_version(source_dir: str, base_path: str, version: int,
     target = os.path.join(base_path, str(version))
     os.makedirs(target)
     if with_saved_model_pb:
-        shutil.copy(os.path.join(source_dir, signature_methods.SAVED_MODEL_FILENAME), target)
+        shutil.copy(os.path.join(source_dir, contract.SAVED_MODEL_FILENAME), target)
     return target

@@ -9,7 +9,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import (classification_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
-from serving import tls, warmup
+from common.serving_contract import EXAMPLES_INPUT, read_warmup_requests
+from serving import tls
 from serving.options import ServerOptions
 from serving.server import ModelServer
 
@@ -20,9 +21,9 @@ POLL_SECONDS = 0.2
 def serialized_examples(version_dir: str) -> List[bytes]:
     """Valid serialized tf.Examples for the model: the ones in its warmup requests."""
     examples = []
-    for log in warmup.read_warmup_requests(version_dir):
+    for log in read_warmup_requests(version_dir):
         if log.WhichOneof("log_type") == "predict_log":
-            examples += list(log.predict_log.request.inputs["examples"].string_val)
+            examples += list(log.predict_log.request.inputs[EXAMPLES_INPUT].string_val)
     assert examples, f"{version_dir} ships no Predict warmup request with examples"
     return examples
 
@@ -37,7 +38,7 @@ def predict_request(examples: List[bytes], model_name: str = MODEL_NAME, version
         request.model_spec.version_label = label
     if signature:
         request.model_spec.signature_name = signature
-    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, dtype=tf.string))
+    request.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(examples, dtype=tf.string))
     return request
 
 

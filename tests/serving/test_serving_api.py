@@ -26,8 +26,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, inference_pb2,
                                      model_pb2, predict_pb2, regression_pb2)
 
+from common.serving_contract import CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD
 from serving import tls
-from serving.signature_methods import CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD
 from serving_helpers import (Client, classification_request, predict_request, regression_request,
                              serialized_examples)
 

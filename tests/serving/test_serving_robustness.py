@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 import model_fixtures
 from serving_helpers import (Client, classification_request, predict_request, regression_request,
@@ -123,26 +124,40 @@ def test_batching_merges_concurrent_requests_and_isolates_a_bad_one(tiny_base, e
         client.close()
 
 
-def test_prometheus_metrics_carry_tf_serving_names_and_the_version(tiny_base, examples, tmp_path):
+METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
+def monitored_options(base: str, tmp_path):
+    """Server options that export Prometheus metrics on a REST port."""
     monitoring = tmp_path / "monitoring.config"
-    monitoring.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }')
-    options = server_options(tiny_base, monitoring_config_file=str(monitoring),
-                             rest_api_port=portpicker.pick_unused_port())
-    with running_server(options) as server:
+    monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}')
+    return server_options(base, monitoring_config_file=str(monitoring),
+                          rest_api_port=portpicker.pick_unused_port())
+
+
+def scrape(server) -> str:
+    url = f"http://127.0.0.1:{server.rest_port}{METRICS_PATH}"
+    return urllib.request.urlopen(url, timeout=10).read().decode()
+
+
+def _metric_samples(text: str) -> dict:
+    """(sample name, sorted labels) -> value of a Prometheus exposition."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_prometheus_metrics_carry_tf_serving_names_and_the_version(tiny_base, examples, tmp_path):
+    with running_server(monitored_options(tiny_base, tmp_path)) as server:
         client = Client(f"127.0.0.1:{server.port}")
         for _ in range(3):
             client.prediction.Predict(predict_request(examples))
         with pytest.raises(grpc.RpcError):
             client.prediction.Predict(predict_request(examples, model_name="nope"))
-        url = f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics"
-        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        text = scrape(server)
         client.close()
     # TF Serving's exact sample names (no _total suffix on counters).
     assert ':tensorflow:serving:request_count{model_name="fraud",status="OK",version="1"} 3' in text
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    samples = _metric_samples(text)
     missing = (":tensorflow:serving:request_count_total",  # the parser's spelling
                (("model_name", "nope"), ("status", "NOT_FOUND"), ("version", "")))
     assert samples[missing] == 1
@@ -150,6 +165,48 @@ def test_prometheus_metrics_carry_tf_serving_names_and_the_version(tiny_base, ex
                (("API", "Predict"), ("entrypoint", "GRPC"), ("model_name", "fraud"),
                 ("version", "1")))
     assert samples[latency] == 3
+
+
+def test_grpc_and_rest_requests_move_the_same_metrics(tiny_base, examples, tmp_path):
+    with running_server(monitored_options(tiny_base, tmp_path)) as server:
+        client = Client(f"127.0.0.1:{server.port}")
+        client.prediction.Predict(predict_request(examples))
+        with pytest.raises(grpc.RpcError):
+            client.prediction.Predict(predict_request(examples, model_name="nope"))
+        status_request = get_model_status_pb2.GetModelStatusRequest()
+        status_request.model_spec.name = "fraud"
+        client.model.GetModelStatus(status_request)
+        metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(
+            metadata_field=["signature_def"])
+        metadata_request.model_spec.name = "fraud"
+        client.prediction.GetModelMetadata(metadata_request)
+        client.close()
+        rest = f"http://127.0.0.1:{server.rest_port}"
+        body = {"instances": [{"b64": base64.b64encode(examples[0]).decode()}]}
+        _post_json(f"{rest}/v1/models/fraud:predict", body)
+        with pytest.raises(urllib.error.HTTPError):
+            _post_json(f"{rest}/v1/models/nope:predict", body)
+        urllib.request.urlopen(f"{rest}/v1/models/fraud", timeout=10).read()
+        urllib.request.urlopen(f"{rest}/v1/models/fraud/metadata", timeout=10).read()
+        samples = _metric_samples(scrape(server))
+
+    def latency_count(api, model, version, entrypoint):
+        labels = (("API", api), ("entrypoint", entrypoint), ("model_name", model),
+                  ("version", version))
+        return samples.get((":tensorflow:serving:request_latency_count", labels), 0)
+
+    for api, model, version in (("Predict", "fraud", "1"), ("Predict", "nope", ""),
+                                ("GetModelStatus", "fraud", ""),
+                                ("GetModelMetadata", "fraud", "1")):
+        assert latency_count(api, model, version, "GRPC") == 1, (api, model)
+        assert latency_count(api, model, version, "REST") == 1, (api, model)
+    counts = {labels: value for (name, labels), value in samples.items()
+              if name == ":tensorflow:serving:request_count_total"}
+    assert counts == {(("model_name", "fraud"), ("status", "OK"), ("version", "1")): 4,
+                      (("model_name", "fraud"), ("status", "OK"), ("version", "")): 2,
+                      (("model_name", "nope"), ("status", "NOT_FOUND"), ("version", "")): 2}
+    runtime = (("API", "Predict"), ("model_name", "fraud"), ("runtime", "TF2"), ("version", "1"))
+    assert samples[(":tensorflow:serving:runtime_latency_count", runtime)] == 2
 
 
 def test_rest_predict_and_status(tiny_base, examples):
@@ -272,12 +329,11 @@ def test_sigterm_finishes_the_in_flight_request_and_exits(tiny_base, examples, t
     # A long batch timeout holds the request in flight while SIGTERM arrives.
     params = write_batching_parameters(tmp_path / "batching.config", max_batch_size=1000,
                                        batch_timeout_micros=2000000)
-    command = [sys.executable, "-m", "pipeline.cli", "serve", "--port=0", "--model_name=fraud",
+    command = [sys.executable, "-m", "cli.main", "serve", "--port=0", "--model_name=fraud",
                f"--model_base_path={tiny_base}", "--bind_address=127.0.0.1",
                "--enable_batching=true", f"--batching_parameters_file={params}",
                "--shutdown_grace_seconds=20"]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
         port = int(process.stdout.readline().rsplit(" ", 1)[-1])

@@ -92,7 +92,7 @@ def test_mutual_tls_refuses_a_certificate_from_another_ca(mtls_server, cert_file
 
 
 def test_ssl_config_holding_a_path_instead_of_pem_is_a_usage_error(tmp_path, cert_files):
-    from pipeline.errors import UsageError
+    from common.errors import UsageError
     config = tmp_path / "ssl.config"
     config.write_text(f'server_key: "{cert_files.server_key}"\nserver_cert: "{cert_files.server_cert}"\n')
     with pytest.raises(UsageError, match="server_key does not hold PEM contents"):
@@ -100,6 +100,6 @@ def test_ssl_config_holding_a_path_instead_of_pem_is_a_usage_error(tmp_path, cer
 
 
 def test_certs_refuses_to_overwrite_without_force(cert_files):
-    from pipeline.errors import UsageError
+    from common.errors import UsageError
     with pytest.raises(UsageError, match="already exists"):
         certs.make_certificates(cert_files.out_dir)

@@ -9,8 +9,9 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2
 
-from pipeline import cli
-from pipeline.errors import UsageError
+from cli import main as cli
+from common import serving_contract
+from common.errors import UsageError
 from serving import config_protos, errors, inference, tensors, versions
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.event_loop import EventLoopThread
@@ -137,7 +138,7 @@ def test_only_numeric_directories_with_saved_model_pb_are_versions(tmp_path):
         (tmp_path / name).mkdir()
         if complete:
             (tmp_path / name / "saved_model.pb").write_bytes(b"")
-    assert versions.ready_versions(str(tmp_path)) == {1: str(tmp_path / "1")}
+    assert serving_contract.complete_versions(str(tmp_path)) == {1: str(tmp_path / "1")}
 
 
 class _DoublingServable:

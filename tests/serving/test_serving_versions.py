@@ -13,8 +13,7 @@ from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2,
 from tensorflow_serving.config import model_server_config_pb2
 
 import model_fixtures
-from serving import warmup
-from serving.signature_methods import SAVED_MODEL_FILENAME
+from common.serving_contract import SAVED_MODEL_FILENAME, write_warmup_requests
 from serving_helpers import (MODEL_NAME, Client, predict_request, running_server,
                              serialized_examples, server_options, wait_for)
 
@@ -149,7 +148,7 @@ def test_failing_warmup_fails_the_load(base_path, publish_tiny, tiny_model_dir, 
     broken = str(tmp_path / "broken")
     shutil.copytree(tiny_model_dir, broken)
     request = predict_request(examples, signature="no_such_signature")
-    warmup.write_warmup_requests(broken, [prediction_log_pb2.PredictionLog(
+    write_warmup_requests(broken, [prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request))])
     with running_server(server_options(base_path)) as server:
         client = Client(f"127.0.0.1:{server.port}")

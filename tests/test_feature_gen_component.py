@@ -4,9 +4,10 @@ import os
 
 import pytest
 
-from components.feature_gen import synthetic
+from common.errors import UsageError
 from components.feature_gen.component import FeatureGen
-from pipeline.errors import UsageError
+
+import synthetic_transactions as synthetic
 
 
 def build_pipeline(root, data):

@@ -2,7 +2,7 @@
 import argparse
 import os
 
-from pipeline.errors import UsageError
+from common.errors import UsageError
 
 DEFAULT_OUTPUT = os.path.join("kubeflow", "pipeline.json")
 

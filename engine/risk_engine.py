@@ -16,9 +16,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from components.features import OnlineFeatureBuilder
 from components.transactions import Transaction
-from serving.client import RiskEngineClient, ScoringError
-from serving.policy import APPROVE, ACTIONS, Facts, Policy, card_age_days
-from serving.routing import Router, other_label
+from engine.client import RiskEngineClient, ScoringError
+from engine.policy import APPROVE, ACTIONS, Facts, Policy, card_age_days
+from engine.routing import Router, other_label
 
 UNSCORED = "unscored"  # the version key of records that got no score
 
@@ -101,11 +101,6 @@ class RiskEngine:
         record.update(shadow_model_version=result.model_version, shadow_score=result.score,
                       shadow_decision=shadow.action,
                       shadow_agrees=shadow.action == record["decision"])
-
-    def score_all(self, transactions: Iterable[Transaction]) -> Iterable[Dict[str, Any]]:
-        for txn in transactions:
-            yield self.score(txn)
-
 
 # --- summaries ---------------------------------------------------------------------------
 

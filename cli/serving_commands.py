@@ -6,7 +6,7 @@ defaults, so a deployment can swap the two with the same config files.
 import argparse
 import logging
 
-from pipeline.errors import UsageError
+from common.errors import UsageError
 
 # tensorflow_model_server spells booleans --flag=true / --flag=false.
 _TRUE = ("true", "1", "yes")

@@ -12,8 +12,9 @@ import os
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from common.errors import DataError, UsageError
+from common.serving_contract import PREDICT_SIGNATURES, SERVING_DEFAULT
 from components.transactions import PARTITION_GLOB, Transaction
-from pipeline.errors import DataError, UsageError
 
 # Consecutive transactions failing on an unreachable fleet before `score` gives up.
 MAX_CONSECUTIVE_UNAVAILABLE = 20
@@ -52,7 +53,7 @@ def _register_score(subparsers) -> None:
                              "the online state (card windows, terminal fraud rates, card "
                              "age) before --input is scored; they must all precede it")
     parser.add_argument("--policy", metavar="FILE",
-                        help="decision policy YAML (default: serving/policy_default.yaml)")
+                        help="decision policy YAML (default: engine/policy_default.yaml)")
     parser.add_argument("--output", default="-", metavar="FILE",
                         help="decisions file, CSV if it ends in .csv, else JSON lines "
                              "(default: JSON lines on stdout, summary on stderr)")
@@ -64,8 +65,7 @@ def _register_score(subparsers) -> None:
     parser.add_argument("--shadow", action="store_true",
                         help="score every transaction on both stable and canary and record "
                              "the disagreements (needs a canary in the routing file)")
-    parser.add_argument("--signature", default="serving_default",
-                        choices=("serving_default", "serving_raw"))
+    parser.add_argument("--signature", default=SERVING_DEFAULT, choices=PREDICT_SIGNATURES)
     parser.add_argument("--output-key", help="the model output holding the score")
     parser.add_argument("--deadline", type=float, default=2.0, metavar="SECONDS",
                         help="deadline of one scoring call, retries included")
@@ -108,8 +108,8 @@ def _csv_cell(value: Any) -> str:
 
 def write_records(path: str, records: Sequence[Mapping[str, Any]]) -> None:
     """Writes decision records as CSV (.csv) or JSON lines; whole file or nothing."""
-    from serving.engine import RECORD_FIELDS  # pylint: disable=import-outside-toplevel
-    from pipeline.atomic_file import atomic_write_text  # pylint: disable=import-outside-toplevel
+    from engine.risk_engine import RECORD_FIELDS  # pylint: disable=import-outside-toplevel
+    from common.files import atomic_write_text  # pylint: disable=import-outside-toplevel
 
     buffer = io.StringIO()
     if path.endswith(".csv"):
@@ -136,7 +136,7 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 
 
 def format_summary(summary: Mapping[str, Mapping[str, Any]]) -> str:
-    """A table of the per-version figures of `serving.engine.summarize`."""
+    """A table of the per-version figures of `engine.risk_engine.summarize`."""
     head = (f"{'model version':<14} {'requests':>8} {'APPROVE':>8} {'REVIEW':>7} {'BLOCK':>6} "
             f"{'errors':>6} {'fraud caught':>12} {'missed':>6} {'FP rate':>8} "
             f"{'p50 ms':>7} {'p99 ms':>7} {'grpc p50':>8} {'grpc p99':>8} {'shadow agree':>12}")
@@ -157,7 +157,7 @@ def format_summary(summary: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _load_policy(path: Optional[str]):
-    from serving.policy import (  # pylint: disable=import-outside-toplevel
+    from engine.policy import (  # pylint: disable=import-outside-toplevel
         PolicyError, default_policy_path, load_policy)
 
     try:
@@ -167,7 +167,7 @@ def _load_policy(path: Optional[str]):
 
 
 def _addresses(text: str):
-    from serving.client import parse_addresses  # pylint: disable=import-outside-toplevel
+    from engine.client import parse_addresses  # pylint: disable=import-outside-toplevel
 
     try:
         addresses = parse_addresses(text)
@@ -179,7 +179,7 @@ def _addresses(text: str):
 
 
 def _router(model_name: str, routing_file: Optional[str]):
-    from serving.routing import Router, RoutingError  # pylint: disable=import-outside-toplevel
+    from engine.routing import Router, RoutingError  # pylint: disable=import-outside-toplevel
 
     try:
         return Router(model_name, routing_file)
@@ -199,9 +199,9 @@ def run_score(args: argparse.Namespace) -> int:
         raise UsageError(f"--history {args.history} runs until {history[-1].timestamp}, after "
                          f"the first --input transaction ({transactions[0].timestamp})")
 
-    from serving.client import (  # pylint: disable=import-outside-toplevel
+    from engine.client import (  # pylint: disable=import-outside-toplevel
         ClientOptions, NoServerError, RiskEngineClient)
-    from serving.engine import RiskEngine, summarize  # pylint: disable=import-outside-toplevel
+    from engine.risk_engine import RiskEngine, summarize  # pylint: disable=import-outside-toplevel
 
     options = ClientOptions(addresses=addresses, model_name=args.model_name,
                             ssl_config_file=args.ssl_config, tls_server_name=args.tls_server_name,
@@ -317,9 +317,11 @@ def read_records(paths: Sequence[str]) -> List[Dict[str, Any]]:
 
 
 def run_rollout(args: argparse.Namespace) -> int:
-    from serving.client import load_client_tls  # pylint: disable=import-outside-toplevel
-    from serving.rollout import (  # pylint: disable=import-outside-toplevel
-        Fleet, Rollout, RolloutError, RolloutOptions)
+    from engine.client import load_client_tls  # pylint: disable=import-outside-toplevel
+    from engine.rollout import RolloutError  # pylint: disable=import-outside-toplevel
+    from engine.rollout.controller import (  # pylint: disable=import-outside-toplevel
+        Rollout, RolloutOptions)
+    from engine.rollout.fleet import Fleet  # pylint: disable=import-outside-toplevel
 
     if args.step != "status" and not args.server:
         raise UsageError(f"rollout {args.step}: --server is required")
@@ -361,9 +363,10 @@ def run_rollout(args: argparse.Namespace) -> int:
 def format_status(state: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
                   metrics_urls: Sequence[str], model_name: str) -> str:
     """The text of `riskpipe rollout status`."""
-    from serving.engine import summarize  # pylint: disable=import-outside-toplevel
-    from serving.rollout import (  # pylint: disable=import-outside-toplevel
-        RolloutError, fleet_version_metrics)
+    from engine.risk_engine import summarize  # pylint: disable=import-outside-toplevel
+    from engine.rollout import RolloutError  # pylint: disable=import-outside-toplevel
+    from engine.rollout.fleet_metrics import (  # pylint: disable=import-outside-toplevel
+        fleet_version_metrics)
 
     lines = [f"model {state['model']}: versions {state['versions']}, labels "
              + ", ".join(f"{k} -> {v}" for k, v in state["labels"].items()),

@@ -17,14 +17,15 @@ import traceback
 import warnings
 from typing import Iterator, Optional
 
+from common.errors import UsageError
 from pipeline.configs import PipelineConfig, load_config
-from pipeline.errors import UsageError
 
 DEMO_WORKDIR = os.path.join("runs", "demo")
 # The demo's dataset: big enough for stable metrics, small enough for a few minutes.
 DEMO_DATA = {"transactions": 60_000, "days": 30, "fraud_rate": 0.01, "seed": 0}
 _PROGRESS_MESSAGE = "Component %s is running."
-_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+# Beam's worker processes inherit it (TensorFlow's own noise is hidden by the CLI).
+_QUIET_ENV = {"PYTHONWARNINGS": "ignore"}
 
 
 class PipelineFailed(Exception):
@@ -147,12 +148,8 @@ def _skip_tf_teardown_noise(unraisable, default_hook=sys.__unraisablehook__) -> 
 @contextlib.contextmanager
 def _component_logging(verbose: bool) -> Iterator[None]:
     """Logging and warnings for a pipeline command; restores the previous state on exit."""
-    # The environment reaches TensorFlow's C++ logging (read at its import)
-    # and Beam's worker processes.
     saved_env = {key: os.environ.get(key) for key in _QUIET_ENV}
     os.environ.update({} if verbose else _QUIET_ENV)
-    if verbose:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     absl, root = logging.getLogger("absl"), logging.getLogger()
     saved = (absl.level, absl.propagate, list(absl.handlers), root.level, list(root.handlers))
     progress = _ProgressHandler()
@@ -234,11 +231,11 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> PipelineConfi
 
 
 def _print_summary(config: PipelineConfig) -> None:
-    from pipeline import report  # pylint: disable=import-outside-toplevel
+    from pipeline import run_summary  # pylint: disable=import-outside-toplevel
 
     with _component_logging(verbose=False):
-        summary = report.summarize(config.metadata_path, config.pipeline_name)
-    print(report.format_summary(summary, config.evaluation))
+        summary = run_summary.summarize(config.metadata_path, config.pipeline_name)
+    print(run_summary.format_summary(summary, config.evaluation))
 
 
 def _run_and_report(config: PipelineConfig, args, command: str) -> Optional[PipelineConfig]:
@@ -345,14 +342,14 @@ def _refresh_schema(data: str, out: str, eval_days: int, beam_args):
 
 
 def tensorboard_command(args) -> int:
-    from pipeline import report  # pylint: disable=import-outside-toplevel
+    from pipeline import mlmd_queries  # pylint: disable=import-outside-toplevel
 
     metadata = os.path.join(os.path.abspath(args.pipeline_root), "metadata.sqlite")
     if not os.path.exists(metadata):
         raise UsageError(f"--pipeline-root {args.pipeline_root}: no pipeline metadata "
                          f"({metadata}); run `riskpipe run` first")
     with _component_logging(verbose=False):
-        logdir = report.latest_model_run(metadata)
+        logdir = mlmd_queries.latest_model_run(metadata)
     if logdir is None:
         raise UsageError(f"--pipeline-root {args.pipeline_root}: no Trainer run recorded yet")
     print(f"TensorBoard on {logdir}\n  http://{args.host}:{args.port}/  (Ctrl-C to stop)")

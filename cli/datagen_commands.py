@@ -3,7 +3,7 @@ import argparse
 import datetime
 import sys
 
-from pipeline.errors import UsageError
+from common.errors import UsageError
 
 DEFAULTS = {
     "transactions": 200_000,
@@ -22,8 +22,9 @@ output layout:
                                          a fraud's label_known_at is its report, days
                                          later; a genuine one's is its own timestamp)
   OUT/generation.json                    parameters, seed and row counts, written last
-TFX ExampleGen reads the days as spans with the input pattern
-'date={YYYY}-{MM}-{DD}/transactions.csv'. The same arguments give the same bytes.
+`riskpipe run` reads every day at once (FeatureGen); the layout also matches
+TFX ExampleGen's span pattern 'date={YYYY}-{MM}-{DD}/transactions.csv'.
+The same arguments give the same bytes.
 """
 
 

@@ -25,13 +25,12 @@ import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from common.serving_contract import (EXAMPLES_INPUT, MAX_MESSAGE_BYTES, OUTPUT_KEY,
+                                     PREDICT_SIGNATURES, SERVING_DEFAULT)
 from components.features import (FEATURE_TYPES, MODEL_FEATURES, OPTIONAL_FEATURES,
                                  serialize_example)
 
-SIGNATURES = ("serving_default", "serving_raw")
-# The input alias of the tf.Example signature (TFX's convention).
-EXAMPLES_INPUT = "examples"
-CHANNEL_OPTIONS = (("grpc.max_receive_message_length", 64 << 20),)
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),)
 DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
 
 
@@ -65,7 +64,7 @@ class ClientOptions:
     health_check_timeout_seconds: float = 0.5
     # The grpc.health.v1 service name checked; "" is the server as a whole.
     health_service: str = ""
-    signature: str = "serving_default"
+    signature: str = SERVING_DEFAULT
     # The output tensor holding the fraud score; None picks the only output, or
     # the first of PREFERRED_OUTPUTS present.
     output_key: Optional[str] = None
@@ -73,14 +72,15 @@ class ClientOptions:
     def __post_init__(self):
         if not self.addresses:
             raise ValueError("at least one server address is needed")
-        if self.signature not in SIGNATURES:
-            raise ValueError(f"signature '{self.signature}' is not one of {', '.join(SIGNATURES)}")
+        if self.signature not in PREDICT_SIGNATURES:
+            raise ValueError(f"signature '{self.signature}' is not one of "
+                             f"{', '.join(PREDICT_SIGNATURES)}")
         if self.deadline_seconds <= 0 or self.max_attempts < 1:
             raise ValueError("deadline_seconds must be > 0 and max_attempts >= 1")
 
 
-# riskpipe's export (components/export.py) names its output fraud_probability.
-PREFERRED_OUTPUTS = ("fraud_probability", "score", "probabilities", "outputs", "output_0")
+# riskpipe's own output key first, then names other exporters use.
+PREFERRED_OUTPUTS = (OUTPUT_KEY, "score", "probabilities", "outputs", "output_0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +228,7 @@ class RiskEngineClient:
             spec.version.value = version
         elif label:
             spec.version_label = label
-        if self.options.signature == "serving_default":
+        if self.options.signature == SERVING_DEFAULT:
             fill_examples_tensor(request.inputs[EXAMPLES_INPUT], features)
         else:
             for name, tensor in raw_tensors(features).items():

@@ -1,6 +1,6 @@
 """The decision policy: hard rules, then score thresholds -> APPROVE / REVIEW / BLOCK.
 
-A policy is a YAML file (see serving/policy_default.yaml):
+A policy is a YAML file (see engine/policy_default.yaml):
 
     thresholds:
       review: 0.5          # score >= review -> at least REVIEW
@@ -297,7 +297,7 @@ def load_policy(path: str) -> Policy:
 
 
 def default_policy_path() -> str:
-    """The policy shipped with riskpipe (serving/policy_default.yaml)."""
+    """The policy shipped with riskpipe (engine/policy_default.yaml)."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "policy_default.yaml")
 
 

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Dict, Optional
 
-from pipeline.atomic_file import atomic_write_text
+from common.files import atomic_write_text
 
 STABLE, CANARY = "stable", "canary"
 ROUTING_FORMAT = 1

@@ -6,11 +6,13 @@ import re
 
 import pytest
 
+from common.errors import DataError, UsageError
 from components import features
-from components.feature_gen import executor, raw_data, synthetic
+from components.feature_gen import executor, raw_data
 from components.feature_gen.raw_data import RawDataError
 from components.transactions import RAW_COLUMNS
-from pipeline.errors import DataError, UsageError
+
+import synthetic_transactions as synthetic
 
 FLOAT32_TOLERANCE = dict(rel=1e-6, abs=1e-6)
 

@@ -1,0 +1,1 @@
+"""The `riskpipe` command line: the top of the import graph."""

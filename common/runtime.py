@@ -1,0 +1,37 @@
+"""Process set-up that every riskpipe entry point runs before TensorFlow is imported.
+
+The CLI (cli/main.py) and the tests' conftest.py call it; Beam worker
+processes and TFX component subprocesses inherit the environment it sets. The
+pipeline image sets the same variable for the Kubeflow component containers,
+which start TFX's entry point rather than the CLI.
+"""
+import os
+import warnings
+
+KERAS_VARIABLE = "TF_USE_LEGACY_KERAS"
+TF_LOG_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+# Hides the CUDA plugin registration errors TensorFlow prints at import on a
+# machine without a GPU; real failures still raise Python exceptions.
+QUIET_TF_LOG_LEVEL = "3"
+# google-api-core warns at import that Python 3.10 is near its end of support;
+# TFX 1.16 requires Python < 3.11, so the warning has no remedy here.
+PYTHON_VERSION_WARNING = "ignore::FutureWarning:google.api_core._python_version_support"
+
+
+def use_keras_2() -> None:
+    """Makes `tf.keras` Keras 2 (tf-keras): tensorflow-transform and tfmot need it.
+
+    TF 2.16 reads the variable at its first import, so this must run before it.
+    """
+    os.environ[KERAS_VARIABLE] = "1"
+
+
+def quiet_startup(verbose: bool) -> None:
+    """Hides TensorFlow's start-up noise, unless `verbose` or the user chose a log level."""
+    if verbose or TF_LOG_VARIABLE in os.environ:
+        return
+    os.environ[TF_LOG_VARIABLE] = QUIET_TF_LOG_LEVEL
+    warnings.filterwarnings("ignore", category=FutureWarning,
+                            module=r"google\.api_core\._python_version_support")
+    inherited = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (inherited, PYTHON_VERSION_WARNING)))

@@ -1,0 +1,99 @@
+"""Queries of the pipeline's ML Metadata store: executions, their nodes, states and outputs.
+
+The local runner asks which component failed; the run summary and the tests
+read what each component of a run produced.
+"""
+import os
+from typing import Dict, List, Optional, Tuple
+
+# MLMD context types TFX registers for every run.
+PIPELINE_CONTEXT, RUN_CONTEXT, NODE_CONTEXT = "pipeline", "pipeline_run", "node"
+
+
+def open_store(metadata_path: str):
+    """A read-only MetadataStore on the SQLite file, or None when it does not exist."""
+    # pylint: disable=import-outside-toplevel
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    if not os.path.exists(metadata_path):
+        return None
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def last_execution_id(metadata_path: str) -> int:
+    """The highest execution id recorded so far (0 for a new store)."""
+    store = open_store(metadata_path)
+    if store is None:
+        return 0
+    return max((e.id for e in store.get_executions()), default=0)
+
+
+def node_of(store, execution_id: int) -> Optional[str]:
+    """The pipeline node id of an execution (its node context is '<pipeline>.<node>')."""
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.type == NODE_CONTEXT:
+            return context.name.split(".", 1)[-1]
+    return None
+
+
+def failed_component(metadata_path: str, after: int = 0) -> Optional[str]:
+    """The node of the latest failed execution with an id above `after`, if any."""
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+
+    store = open_store(metadata_path)
+    if store is None:
+        return None
+    failed = [e for e in store.get_executions()
+              if e.id > after and e.last_known_state == metadata_store_pb2.Execution.FAILED]
+    return node_of(store, max(failed, key=lambda e: e.id).id) if failed else None
+
+
+def latest_run_executions(store, pipeline_name: str) -> List[Tuple[str, object]]:
+    """(node id, execution) of the latest run of `pipeline_name`, in execution order."""
+    pipeline = store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline_name)
+    if pipeline is None:
+        return []
+    executions = store.get_executions_by_context(pipeline.id)
+    if not executions:
+        return []
+    latest = max(executions, key=lambda e: e.id)
+    run = next((c for c in store.get_contexts_by_execution(latest.id) if c.type == RUN_CONTEXT),
+               None)
+    if run is None:
+        return []
+    in_run = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+    return [(node_of(store, e.id), e) for e in in_run]
+
+
+def output_artifacts(store, execution_id: int) -> Dict[str, list]:
+    """Output key -> the MLMD artifacts an execution produced (or reused from the cache)."""
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+
+    events = [e for e in store.get_events_by_execution_ids([execution_id])
+              if e.type == metadata_store_pb2.Event.OUTPUT]
+    by_id = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    out: Dict[str, list] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        out.setdefault(key, []).append(by_id[event.artifact_id])
+    return out
+
+
+def state_name(execution) -> str:
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+
+    name = metadata_store_pb2.Execution.State.Name(execution.last_known_state).lower()
+    return {"complete": "ran"}.get(name, name)
+
+
+def latest_model_run(metadata_path: str) -> Optional[str]:
+    """The directory of the latest Trainer run (its TensorBoard logs), or None."""
+    store = open_store(metadata_path)
+    if store is None:
+        return None
+    runs = store.get_artifacts_by_type("ModelRun")
+    return max(runs, key=lambda a: a.id).uri if runs else None
