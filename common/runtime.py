@@ -6,6 +6,7 @@ pipeline image sets the same variable for the Kubeflow component containers,
 which start TFX's entry point rather than the CLI.
 """
 import os
+import re
 import warnings
 
 KERAS_VARIABLE = "TF_USE_LEGACY_KERAS"
@@ -13,9 +14,11 @@ TF_LOG_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 # Hides the CUDA plugin registration errors TensorFlow prints at import on a
 # machine without a GPU; real failures still raise Python exceptions.
 QUIET_TF_LOG_LEVEL = "3"
-# google-api-core warns at import that Python 3.10 is near its end of support;
-# TFX 1.16 requires Python < 3.11, so the warning has no remedy here.
-PYTHON_VERSION_WARNING = "ignore::FutureWarning:google.api_core._python_version_support"
+# Modules that warn at import about versions the lock pins: google-api-core that
+# Python 3.10 is near its end of support (TFX 1.16 requires Python < 3.11), and
+# google-cloud-aiplatform about google-cloud-storage < 3 (TFX 1.16's pin).
+STARTUP_FUTURE_WARNINGS = ("google.api_core._python_version_support",
+                           "google.cloud.aiplatform.models")
 
 
 def use_keras_2() -> None:
@@ -31,7 +34,9 @@ def quiet_startup(verbose: bool) -> None:
     if verbose or TF_LOG_VARIABLE in os.environ:
         return
     os.environ[TF_LOG_VARIABLE] = QUIET_TF_LOG_LEVEL
-    warnings.filterwarnings("ignore", category=FutureWarning,
-                            module=r"google\.api_core\._python_version_support")
-    inherited = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (inherited, PYTHON_VERSION_WARNING)))
+    for module in STARTUP_FUTURE_WARNINGS:
+        warnings.filterwarnings("ignore", category=FutureWarning, module=re.escape(module))
+    # Child processes (Beam workers) read the same filters from the environment.
+    filters = [f"ignore::FutureWarning:{module}" for module in STARTUP_FUTURE_WARNINGS]
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
+                                                          *filters]))

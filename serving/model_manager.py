@@ -20,7 +20,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from common import serving_contract
-from serving import errors, versions
+from serving import errors, version_policy
 from serving.servable import Servable
 
 LOG = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class _Model:
     statuses: Mapping[int, VersionStatus] = dataclasses.field(default_factory=dict)
     labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
     # Versions that failed to load, with the fingerprint of the files that failed.
-    failed: Dict[int, versions.Fingerprint] = dataclasses.field(default_factory=dict)
+    failed: Dict[int, version_policy.Fingerprint] = dataclasses.field(default_factory=dict)
     warned_empty: bool = False
 
 
@@ -251,7 +251,7 @@ class ModelManager:
         while True:
             candidates = [version for version, path in on_disk.items()
                           if not self._still_failed(model, version, path)]
-            aspired = versions.aspired_versions(policy, candidates)
+            aspired = version_policy.aspired_versions(policy, candidates)
             to_load = sorted(aspired - set(model.available) - attempted, reverse=True)
             if not to_load:
                 break
@@ -264,7 +264,7 @@ class ModelManager:
     def _still_failed(self, model: _Model, version: int, path: str) -> bool:
         if version not in model.failed:
             return False
-        if model.failed[version] == versions.fingerprint(path):
+        if model.failed[version] == version_policy.fingerprint(path):
             return True
         del model.failed[version]
         return False
@@ -279,7 +279,7 @@ class ModelManager:
     def _load(self, model: _Model, version: int, path: str) -> None:
         name = model.config.name
         self._set_status(model, version, VersionStatus(State.LOADING))
-        fingerprint = versions.fingerprint(path)
+        fingerprint = version_policy.fingerprint(path)
         started = time.monotonic()
         try:
             servable = self._loader(name, version, path)

@@ -12,7 +12,7 @@ from tensorflow_serving.config import file_system_storage_path_source_pb2
 from cli import main as cli
 from common import serving_contract
 from common.errors import UsageError
-from serving import config_protos, errors, inference, tensors, versions
+from serving import config_protos, errors, inference, tensors, version_policy
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.event_loop import EventLoopThread
 from serving.options import ServerOptions
@@ -130,7 +130,7 @@ def test_missing_values_fill_with_the_last_one_or_zero_as_tensorflow_does():
 ])
 def test_version_policies(policy, expected):
     proto = text_format.Parse(policy, Policy()) if policy else None
-    assert versions.aspired_versions(proto, [1, 9, 5]) == expected
+    assert version_policy.aspired_versions(proto, [1, 9, 5]) == expected
 
 
 def test_only_numeric_directories_with_saved_model_pb_are_versions(tmp_path):
