@@ -33,6 +33,7 @@ COPY components/ components/
 COPY pipeline/ pipeline/
 COPY serving/ serving/
 COPY engine/ engine/
+COPY ledger/ ledger/
 COPY cli/ cli/
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels/riskpipe .
 

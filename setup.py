@@ -6,7 +6,8 @@ setup(
     version="0.1.0",
     description="TFX risk-scoring pipeline, TF-Serving-compatible model server and risk engine",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["common*", "datagen*", "components*", "pipeline*", "serving*", "engine*", "cli*", "kubeflow*"]),
+    packages=find_packages(include=["common*", "datagen*", "components*", "pipeline*", "serving*",
+                                    "engine*", "ledger*", "cli*", "kubeflow*"]),
     package_data={"": ["*.pbtxt", "*.yaml", "*.json"]},
     install_requires=[
         "tfx[kfp]==1.16.0",

@@ -17,6 +17,8 @@ import traceback
 import warnings
 from typing import Iterator, Optional
 
+from absl import logging as absl_logging
+
 from common.errors import UsageError
 from pipeline.configs import PipelineConfig, load_config
 
@@ -151,19 +153,22 @@ def _component_logging(verbose: bool) -> Iterator[None]:
     saved_env = {key: os.environ.get(key) for key in _QUIET_ENV}
     os.environ.update({} if verbose else _QUIET_ENV)
     absl, root = logging.getLogger("absl"), logging.getLogger()
-    saved = (absl.level, absl.propagate, list(absl.handlers), root.level, list(root.handlers))
+    saved = (absl_logging.get_verbosity(), absl.propagate, list(absl.handlers), root.level,
+             list(root.handlers))
     progress = _ProgressHandler()
+    # TFX logs through absl at INFO. Set through absl's verbosity flag: TensorFlow
+    # sets the flag to FATAL and back while saving a model, which resets the
+    # logger's own level to the flag's value.
+    absl_logging.set_verbosity(absl_logging.INFO)
     with warnings.catch_warnings():
         if verbose:
-            absl.setLevel(logging.INFO)
             root.setLevel(logging.INFO)
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
             root.addHandler(handler)
         else:
             warnings.simplefilter("ignore")
-            # TFX logs through absl: keep its records for the progress lines only.
-            absl.setLevel(logging.INFO)
+            # Keep TFX's records for the progress lines only.
             absl.propagate = False
             absl.handlers = [progress]
             root.setLevel(logging.CRITICAL)
@@ -175,7 +180,8 @@ def _component_logging(verbose: bool) -> Iterator[None]:
             with quiet_stdout:
                 yield
         finally:
-            absl.level, absl.propagate, absl.handlers = saved[0], saved[1], saved[2]
+            absl_logging.set_verbosity(saved[0])
+            absl.propagate, absl.handlers = saved[1], saved[2]
             root.setLevel(saved[3])
             root.handlers = saved[4]
             for key, value in saved_env.items():

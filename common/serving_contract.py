@@ -64,6 +64,8 @@ REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 RUNTIME_LATENCY = ":tensorflow:serving:runtime_latency"
 LOAD_ATTEMPT_COUNT = ":tensorflow:cc:saved_model:load_attempt_count"
+# riskpipe serve's own: CPU seconds spent in each version's model calls.
+MODEL_CPU_SECONDS = "riskpipe_serving_model_cpu_seconds_total"
 
 # --- version directories ----------------------------------------------------------------
 

@@ -70,6 +70,18 @@ MODEL_FEATURES = {
     **{f"terminal_fraud_rate_{name}": "float" for name, _ in TERMINAL_WINDOWS},
 }
 
+# The model features by the computation that produces them together: the unit
+# whose cost the ledger measures (a card's windows cost one pass over its history).
+FEATURE_GROUPS = {
+    "transaction": ("amount", "merchant_category", "channel"),
+    "calendar": ("hour_of_day", "is_weekend", "is_night"),
+    "card_history": tuple(name for name in MODEL_FEATURES
+                          if name.startswith("card_") or name in (
+                              "seconds_since_prev_txn", "distance_from_prev_km",
+                              "speed_from_prev_kmh", "amount_to_mean_30d")),
+    "terminal_history": tuple(f"terminal_fraud_rate_{name}" for name, _ in TERMINAL_WINDOWS),
+}
+
 # Model features absent from an example when undefined for its transaction.
 OPTIONAL_FEATURES = frozenset({
     "seconds_since_prev_txn",   # the card's first transaction

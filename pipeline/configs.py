@@ -38,6 +38,28 @@ class EvalConfig:
 
 
 @dataclasses.dataclass
+class CostConfig:
+    """Prices that turn a run's measured resources into money (the `cost:` section).
+
+    The defaults are Google Cloud's on-demand list prices in us-central1 as
+    published in 2024: N2 vCPU and memory (an n2-standard-4 is 4 vCPU + 16 GB
+    = 0.194236 USD/hour), Cloud Storage Standard, and an NVIDIA T4 GPU. A bank
+    sets its own negotiated prices here.
+    """
+    currency: str = "USD"
+    vcpu_hour: float = 0.031611
+    memory_gb_hour: float = 0.004237
+    storage_gb_month: float = 0.020
+    gpu_hour: float = 0.35
+    # GPUs a component holds while it runs (none on the default machine).
+    gpus: float = 0.0
+    # How long a run's artifacts are kept: their storage is charged for this long.
+    storage_months: float = 1.0
+    source: str = ("Google Cloud on-demand list prices, us-central1, 2024: N2 vCPU and "
+                   "memory, Cloud Storage Standard, NVIDIA T4")
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     pipeline_name: str = "riskpipe"
     model_name: str = "fraud"
@@ -54,6 +76,7 @@ class PipelineConfig:
     feature_gen: FeatureGenConfig = dataclasses.field(default_factory=FeatureGenConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     evaluation: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    cost: CostConfig = dataclasses.field(default_factory=CostConfig)
 
 
 def merge(instance, overrides: Dict[str, Any], where: str):
@@ -77,7 +100,18 @@ def load_config(path: Optional[str], base: Optional[PipelineConfig] = None) -> P
     config = base or PipelineConfig()
     if not path:
         return config
-    return merge(config, read_yaml_mapping(path), path)
+    config = merge(config, read_yaml_mapping(path), path)
+    check_prices(config.cost, path)
+    return config
+
+
+def check_prices(cost: CostConfig, where: str) -> None:
+    """Raises UsageError naming the key of a price that is not a number >= 0."""
+    for field in dataclasses.fields(cost):
+        value = getattr(cost, field.name)
+        if field.type is float and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                    or not value >= 0):
+            raise UsageError(f"{where}: cost.{field.name} must be a number >= 0, got {value!r}")
 
 
 def read_yaml_mapping(path: str) -> Dict[str, Any]:

@@ -10,14 +10,29 @@ Two output forms, chosen by the file name:
   *.json         the PipelineJob (display name, labels, runtime config with the
                  pipeline root, and the pipeline spec): what Vertex AI Pipelines
                  submits and what TFX writes;
-  *.yaml, *.yml  the PipelineSpec alone with its default pipeline root: what the
-                 Kubeflow Pipelines v2 API server accepts as an upload.
+  *.yaml, *.yml  the PipelineSpec with its default pipeline root, then a second
+                 YAML document, the Kubernetes PlatformSpec: what the Kubeflow
+                 Pipelines v2 API server accepts as an upload.
 Both are written deterministically (sorted keys), so a committed spec can be
 compared with a fresh compile.
+
+Labels, for cost attribution. KubeflowV2DagRunner takes no user labels and
+writes no PlatformSpec (TFX 1.16: "TODO(b/166343606): Support user-provided
+labels"), so they are added here:
+  - the PipelineJob's `labels` get `riskpipe-pipeline: <pipeline_name>`, a label
+    of the Vertex run; GCP label keys take no '.' or '/';
+  - the PlatformSpec labels the pod of each component `riskpipe.io/component:
+    <node id>` and `riskpipe.io/pipeline: <pipeline_name>`, as kfp-kubernetes'
+    add_pod_label would. A PipelineJob has no PlatformSpec field (nor does
+    Vertex's), so the .json output carries no pod labels.
+The KFP backend copies pod labels into the pod as they are, resolving no
+placeholder, so a `{{$.pipeline_job_name}}` run label is impossible; it labels
+every pod of a run `pipeline/runid: <run id>` itself.
 """
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
@@ -34,6 +49,14 @@ YAML_SUFFIXES = (".yaml", ".yml")
 # Roots a component reads or writes from its own pod: local paths would stay
 # inside that pod.
 REMOTE_ROOTS = ("pipeline_root", "data_root", "serving_root")
+# The pod labels OpenCost aggregates cost by (aggregate=label:riskpipe.io/component).
+COMPONENT_LABEL = "riskpipe.io/component"
+PIPELINE_LABEL = "riskpipe.io/pipeline"
+# The PipelineJob's label: GCP label keys take no '.' or '/'.
+JOB_PIPELINE_LABEL = "riskpipe-pipeline"
+# A value both a GCP label (lowercase, digits, '-', '_') and a Kubernetes label
+# (alphanumeric at both ends) accept, at most 63 characters.
+LABEL_VALUE = re.compile(r"[a-z0-9]([-_a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclasses.dataclass
@@ -69,6 +92,10 @@ def check_for_kubeflow(config: PipelineConfig, kubeflow_config: KubeflowConfig) 
             raise UsageError(
                 f"{field} '{value}' is not a URI: each component runs in its own pod, so "
                 f"{field} must be storage every pod reaches (gs://, s3://, ...)")
+    if not LABEL_VALUE.fullmatch(config.pipeline_name):
+        raise UsageError(
+            f"pipeline_name '{config.pipeline_name}' cannot label the pipeline's pods and job: "
+            "use at most 63 lowercase letters, digits, '-' and '_', a letter or digit at each end")
 
 
 def pipeline_job(config: PipelineConfig, kubeflow_config: KubeflowConfig) -> Dict[str, Any]:
@@ -88,7 +115,29 @@ def pipeline_job(config: PipelineConfig, kubeflow_config: KubeflowConfig) -> Dic
     # The Kubeflow Pipelines API server reads the pipeline root from the spec
     # itself; Vertex AI from the runtime config, which TFX already filled.
     job["pipelineSpec"]["defaultPipelineRoot"] = config.pipeline_root
+    job.setdefault("labels", {})[JOB_PIPELINE_LABEL] = config.pipeline_name
     return job
+
+
+def pod_labels(pipeline_spec: Dict[str, Any]) -> Dict[str, Dict[str, str]]:
+    """Executor label -> the labels of the pod that runs it, for every container executor."""
+    executors = pipeline_spec["deploymentSpec"]["executors"]
+    labels = {}
+    for task_name, task in pipeline_spec["root"]["dag"]["tasks"].items():
+        executor = pipeline_spec["components"][task["componentRef"]["name"]]["executorLabel"]
+        # A resolver executor is a metadata query the orchestrator runs: no pod.
+        if "container" in executors[executor]:
+            # TFX names each task after its node id.
+            labels[executor] = {COMPONENT_LABEL: task_name,
+                                PIPELINE_LABEL: pipeline_spec["pipelineInfo"]["name"]}
+    return labels
+
+
+def platform_spec(pipeline_spec: Dict[str, Any]) -> Dict[str, Any]:
+    """The Kubernetes PlatformSpec that labels every component's pod on the KFP 2.x backend."""
+    executors = {executor: {"podMetadata": {"labels": labels}}
+                 for executor, labels in pod_labels(pipeline_spec).items()}
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
 def check_output_name(output: str) -> None:
@@ -98,11 +147,14 @@ def check_output_name(output: str) -> None:
 
 
 def render(job: Dict[str, Any], output: str) -> str:
-    """The text written to `output`: the PipelineJob as JSON, or the PipelineSpec as YAML."""
+    """The text written to `output`: the PipelineJob as JSON, or the PipelineSpec and its
+    PlatformSpec as two YAML documents (the layout the KFP SDK compiler writes)."""
     check_output_name(output)
     if output.endswith(JSON_SUFFIXES):
         return json.dumps(job, indent=2, sort_keys=True) + "\n"
-    return yaml.safe_dump(job["pipelineSpec"], sort_keys=True, default_flow_style=False)
+    spec = job["pipelineSpec"]
+    return yaml.safe_dump_all([spec, platform_spec(spec)], sort_keys=True,
+                              default_flow_style=False)
 
 
 def check_output_path(output: str) -> None:

@@ -98,24 +98,31 @@ def resolve(config: PipelineConfig) -> PipelineConfig:
 def run(config: PipelineConfig) -> PipelineConfig:
     """Runs the pipeline to the end; returns the resolved config the run used.
 
-    Raises ComponentFailure when a component fails.
+    Every component execution's cost is recorded, a failed run's too
+    (pipeline/cost_ledger.py). Raises ComponentFailure when a component fails.
     """
     # pylint: disable=import-outside-toplevel
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from pipeline import mlmd_queries
+    from pipeline import cost_ledger, mlmd_queries
     from pipeline.pipeline import create_pipeline
 
     config = resolve(config)
     connection = metadata.sqlite_metadata_connection_config(config.metadata_path)
     last_execution = mlmd_queries.last_execution_id(config.metadata_path)
-    try:
-        LocalDagRunner().run(create_pipeline(config, connection))
-    except Exception as err:  # pylint: disable=broad-except
+    error = None
+    with cost_ledger.ComponentMeter() as meter:
+        try:
+            LocalDagRunner().run(create_pipeline(config, connection))
+        except Exception as err:  # pylint: disable=broad-except
+            error = err
+    cost_ledger.record_run(config.metadata_path, config.pipeline_root, last_execution, meter,
+                           config.cost)
+    if error is not None:
         component = mlmd_queries.failed_component(config.metadata_path, after=last_execution)
-        cause, error_class = root_cause(err)
-        raise ComponentFailure(component or config.pipeline_name, cause, error_class) from err
+        cause, error_class = root_cause(error)
+        raise ComponentFailure(component or config.pipeline_name, cause, error_class) from error
     return config
 
 

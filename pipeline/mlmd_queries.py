@@ -10,8 +10,8 @@ from typing import Dict, List, Optional, Tuple
 PIPELINE_CONTEXT, RUN_CONTEXT, NODE_CONTEXT = "pipeline", "pipeline_run", "node"
 
 
-def open_store(metadata_path: str):
-    """A read-only MetadataStore on the SQLite file, or None when it does not exist."""
+def open_store(metadata_path: str, writable: bool = False):
+    """A MetadataStore on the SQLite file (read-only unless asked), or None when it does not exist."""
     # pylint: disable=import-outside-toplevel
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
@@ -20,7 +20,9 @@ def open_store(metadata_path: str):
         return None
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    config.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+                                     if writable else
+                                     metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
     return metadata_store.MetadataStore(config)
 
 
@@ -52,6 +54,45 @@ def failed_component(metadata_path: str, after: int = 0) -> Optional[str]:
     return node_of(store, max(failed, key=lambda e: e.id).id) if failed else None
 
 
+def run_executions(store, pipeline_name: str) -> List[Tuple[str, List[Tuple[str, object]]]]:
+    """(run id, [(node id, execution)]) of every run of `pipeline_name`, oldest run first."""
+    pipeline = store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline_name)
+    if pipeline is None:
+        return []
+    runs: Dict[str, List[Tuple[str, object]]] = {}
+    for execution in sorted(store.get_executions_by_context(pipeline.id), key=lambda e: e.id):
+        runs.setdefault(run_id_of(store, execution.id), []).append(
+            (node_of(store, execution.id), execution))
+    return sorted(runs.items(), key=lambda run: run[1][0][1].id)
+
+
+def upstream_executions(store, execution_id: int) -> List[object]:
+    """The executions whose work the given one built on, itself included.
+
+    Followed backwards through input artifacts to the execution that produced
+    each; a cached execution reused an earlier one's outputs, so the producer
+    of an artifact is the execution that is not cached. The Evaluator's baseline
+    (the model blessed before) is compared against, not built on.
+    """
+    # pylint: disable=import-outside-toplevel
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx.types.standard_component_specs import BASELINE_MODEL_KEY
+
+    event = metadata_store_pb2.Event
+    seen, frontier = {execution_id}, [execution_id]
+    while frontier:
+        inputs = [e.artifact_id for e in store.get_events_by_execution_ids(frontier)
+                  if e.type == event.INPUT
+                  and not (e.path.steps and e.path.steps[0].key == BASELINE_MODEL_KEY)]
+        producers = {e.execution_id for e in store.get_events_by_artifact_ids(inputs)
+                     if e.type == event.OUTPUT}
+        original = [e.id for e in store.get_executions_by_id(sorted(producers - seen))
+                    if state_name(e) != "cached"]
+        seen.update(original)
+        frontier = original
+    return store.get_executions_by_id(sorted(seen))
+
+
 def latest_run_executions(store, pipeline_name: str) -> List[Tuple[str, object]]:
     """(node id, execution) of the latest run of `pipeline_name`, in execution order."""
     pipeline = store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline_name)
@@ -67,6 +108,14 @@ def latest_run_executions(store, pipeline_name: str) -> List[Tuple[str, object]]
         return []
     in_run = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
     return [(node_of(store, e.id), e) for e in in_run]
+
+
+def run_id_of(store, execution_id: int) -> str:
+    """The pipeline run (its run context's name) an execution belongs to."""
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.type == RUN_CONTEXT:
+            return context.name
+    raise ValueError(f"execution {execution_id} belongs to no pipeline run")
 
 
 def output_artifacts(store, execution_id: int) -> Dict[str, list]:

@@ -10,6 +10,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from pipeline.configs import EvalConfig
+from pipeline.cost_ledger import currency_of, stored_cost
 from pipeline.mlmd_queries import latest_run_executions, open_store, output_artifacts, state_name
 COMPRESSION_FILE = "compression.json"
 SERVING_MODEL_DIR = "Format-Serving"
@@ -21,6 +22,7 @@ class ComponentRun:
     node: str
     state: str  # "ran", "cached", "failed", ...
     seconds: float
+    cost: Optional[float] = None  # from the cost ledger; None for a run it did not price
 
 
 @dataclasses.dataclass
@@ -39,6 +41,7 @@ class RunSummary:
     compression: Optional[dict] = None
     model_bytes: Optional[int] = None
     tensorboard_dir: Optional[str] = None
+    currency: str = ""
 
 
 def _custom(artifact, key: str):
@@ -170,9 +173,13 @@ def summarize(metadata_path: str, pipeline_name: str) -> RunSummary:
     if store is None:
         return summary
     for node, execution in latest_run_executions(store, pipeline_name):
-        seconds = (execution.last_update_time_since_epoch
-                   - execution.create_time_since_epoch) / 1000.0
-        summary.components.append(ComponentRun(node or "?", state_name(execution), seconds))
+        priced = stored_cost(execution, node or "?")
+        # The ledger measured the run itself; MLMD's update time moves when it is written.
+        seconds = priced.wall_seconds if priced else (
+            execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000.0
+        summary.components.append(ComponentRun(node or "?", state_name(execution), seconds,
+                                                priced.cost if priced else None))
+        summary.currency = summary.currency or currency_of(execution)
         _fill_from_outputs(summary, node, output_artifacts(store, execution.id))
     return summary
 
@@ -228,7 +235,8 @@ def _sparsity_text(compression: Optional[dict]) -> str:
 def format_summary(summary: RunSummary, evaluation: EvalConfig) -> str:
     """The human-readable summary table of a run."""
     lines = ["components:"]
-    lines += _table([(c.node, c.state, f"{c.seconds:.1f} s") for c in summary.components])
+    lines += _table([(c.node, c.state, f"{c.seconds:.1f} s", _money(c.cost, summary.currency))
+                     for c in summary.components])
     lines.append("data:")
     lines += _table([(split, f"{summary.examples.get(split, 0)} rows",
                       f"fraud rate {_fmt(summary.fraud_rate.get(split))}")
@@ -249,4 +257,19 @@ def format_summary(summary: RunSummary, evaluation: EvalConfig) -> str:
         ("TensorBoard logs:", summary.tensorboard_dir or "-"),
         ("MLMD:", summary.metadata_path),
     ])
-    return "\n".join(lines)
+    return "\n".join(lines + _cost_lines(summary))
+
+
+def _money(value: Optional[float], currency: str) -> str:
+    return "" if value is None else f"{currency} {value:.6f}"
+
+
+def _cost_lines(summary: RunSummary, top: int = 3) -> List[str]:
+    """The run's total cost and its most expensive components (`riskpipe report` has more)."""
+    priced = [c for c in summary.components if c.cost is not None]
+    if not priced:
+        return []
+    costly = sorted((c for c in priced if c.cost > 0), key=lambda c: -c.cost)[:top]
+    return [f"cost of this run: {_money(sum(c.cost for c in priced), summary.currency)}"
+            + ("; most expensive: " + ", ".join(f"{c.node} {_money(c.cost, summary.currency)}"
+                                               for c in costly) if costly else "")]

@@ -9,14 +9,23 @@ dashboards built for TF Serving read them unchanged. Each request metric also
 carries `version`, the numeric version that answered, which is what makes a
 canary comparable with stable; TF Serving's own metrics cannot tell them apart.
 
+riskpipe adds `riskpipe_serving_model_cpu_seconds_total{model_name,version}`:
+the CPU seconds the process spent while each version's model calls ran, so a
+fleet's serving cost can be split between stable and canary. TensorFlow runs a
+call's kernels on its own threads, so the whole process's CPU time
+(time.process_time) is read as each call starts and ends, and what passed
+between two such moments is split equally between the calls running then.
+
 The exposition text is written here rather than by prometheus_client's
 registry, which would rename counters to `*_total`.
 """
+import contextlib
 import threading
-from typing import Dict, List, Tuple
+import time
+from typing import Callable, Dict, Iterator, List, Tuple
 
-from common.serving_contract import (LOAD_ATTEMPT_COUNT, REQUEST_COUNT, REQUEST_LATENCY,
-                                     RUNTIME_LATENCY)
+from common.serving_contract import (LOAD_ATTEMPT_COUNT, MODEL_CPU_SECONDS, REQUEST_COUNT,
+                                     REQUEST_LATENCY, RUNTIME_LATENCY)
 
 # TF Serving's request latency buckets: 10us * 1.8^i, 33 buckets.
 LATENCY_BUCKETS_US = tuple(10.0 * 1.8 ** index for index in range(33))
@@ -27,6 +36,7 @@ _HELP = {
     REQUEST_LATENCY: "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
     RUNTIME_LATENCY: "Distribution of wall time (in microseconds) for Tensorflow runtime.",
     LOAD_ATTEMPT_COUNT: "The number of times a SavedModel was successfully loaded.",
+    MODEL_CPU_SECONDS: "CPU seconds of the server process while the version's model calls ran.",
 }
 
 Labels = Tuple[Tuple[str, str], ...]
@@ -62,11 +72,15 @@ def _number(value: float) -> str:
 class ServingMetrics:
     """Thread-safe counters and histograms of one model server."""
 
-    def __init__(self):
+    def __init__(self, cpu_clock: Callable[[], float] = time.process_time):
         self._lock = threading.Lock()
-        self._counters: Dict[str, Dict[Labels, float]] = {REQUEST_COUNT: {}, LOAD_ATTEMPT_COUNT: {}}
+        self._counters: Dict[str, Dict[Labels, float]] = {
+            REQUEST_COUNT: {}, LOAD_ATTEMPT_COUNT: {}, MODEL_CPU_SECONDS: {}}
         self._histograms: Dict[str, Dict[Labels, _Histogram]] = {REQUEST_LATENCY: {},
                                                                  RUNTIME_LATENCY: {}}
+        self._cpu_clock = cpu_clock
+        self._cpu_seen = cpu_clock()
+        self._calls_running: Dict[int, Labels] = {}
 
     def _increment(self, name: str, labels: Labels) -> None:
         with self._lock:
@@ -94,6 +108,30 @@ class ServingMetrics:
         """Time inside the model call itself."""
         self._observe(RUNTIME_LATENCY, (("model_name", model_name), ("API", api),
                                         ("runtime", "TF2"), ("version", version)), latency_us)
+
+    @contextlib.contextmanager
+    def model_call(self, model_name: str, version: int) -> Iterator[None]:
+        """Counts the process CPU while the block (one model call) runs towards its version."""
+        labels = (("model_name", model_name), ("version", str(version)))
+        call = object()
+        with self._lock:
+            self._share_cpu()
+            self._calls_running[id(call)] = labels
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._share_cpu()
+                del self._calls_running[id(call)]
+
+    def _share_cpu(self) -> None:
+        now = self._cpu_clock()
+        if self._calls_running:
+            share = (now - self._cpu_seen) / len(self._calls_running)
+            series = self._counters[MODEL_CPU_SECONDS]
+            for labels in self._calls_running.values():
+                series[labels] = series.get(labels, 0.0) + share
+        self._cpu_seen = now
 
     def record_load(self, model_path: str, ok: bool) -> None:
         self._increment(LOAD_ATTEMPT_COUNT, (("model_path", model_path),

@@ -1,4 +1,5 @@
 """One loaded version of a model: its SavedModel signatures, ready to run."""
+import contextlib
 from typing import Dict, Mapping, Optional, Sequence
 
 import grpc
@@ -8,6 +9,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from common import serving_contract as contract
 from serving import errors
+from serving.metrics import ServingMetrics
 
 
 class Servable:
@@ -19,13 +21,15 @@ class Servable:
     """
 
     def __init__(self, name: str, version: int, path: str, loaded,
-                 signature_defs: Mapping[str, meta_graph_pb2.SignatureDef]):
+                 signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
+                 metrics: Optional[ServingMetrics] = None):
         self.name = name
         self.version = version
         self.path = path
         self.signature_defs = dict(signature_defs)
         self._loaded = loaded  # keeps the model's variables and resources alive
         self._functions = {key: loaded.signatures[key] for key in loaded.signatures.keys()}
+        self._metrics = metrics
 
     def __repr__(self) -> str:
         return f"Servable({self.name!r}, version={self.version})"
@@ -39,15 +43,23 @@ class Servable:
             output_keys: Sequence[str]) -> Dict[str, np.ndarray]:
         """Calls a signature; errors are raised as ServingError with TF's code."""
         function = self._functions[signature_name]
+        metered = (self._metrics.model_call(self.name, self.version) if self._metrics
+                   else contextlib.nullcontext())
         try:
-            outputs = function(**{alias: tf.constant(value) for alias, value in inputs.items()})
-            return {key: outputs[key].numpy() for key in output_keys}
+            with metered:
+                outputs = function(**{alias: tf.constant(value)
+                                      for alias, value in inputs.items()})
+                return {key: outputs[key].numpy() for key in output_keys}
         except (tf.errors.OpError, TypeError, ValueError) as err:
             raise errors.from_exception(err) from err
 
 
-def load_servable(name: str, version: int, path: str) -> Servable:
-    """Loads the SavedModel at `path`; raises ServingError when it does not load cleanly."""
+def load_servable(name: str, version: int, path: str,
+                  metrics: Optional[ServingMetrics] = None) -> Servable:
+    """Loads the SavedModel at `path`; raises ServingError when it does not load cleanly.
+
+    With `metrics`, the CPU of its model calls is counted towards its version.
+    """
     if not contract.is_complete_version(path):
         raise errors.not_found(f"SavedModel not found in {path}: no saved_model.pb")
     try:
@@ -62,4 +74,4 @@ def load_servable(name: str, version: int, path: str) -> Servable:
         loaded = tf.saved_model.load(path, tags=[contract.SERVE_TAG])
     except Exception as err:  # any failure to restore means the version is not servable
         raise errors.from_exception(err) from err
-    return Servable(name, version, path, loaded, meta_graph.signature_def)
+    return Servable(name, version, path, loaded, meta_graph.signature_def, metrics)

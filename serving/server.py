@@ -198,7 +198,7 @@ class ModelServer:
             self._apply_config(config, path)
 
     def _load_version(self, name: str, version: int, path: str) -> Servable:
-        servable = load_servable(name, version, path)
+        servable = load_servable(name, version, path, self.metrics)
         if self.options.enable_model_warmup:
             records = serving_contract.read_warmup_requests(path)
             try:

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROOMS = ("common", "datagen", "components", "pipeline", "serving", "engine", "cli")
+ROOMS = ("common", "datagen", "components", "pipeline", "serving", "engine", "ledger", "cli")
 LINT_IMPORTS = os.path.join(os.path.dirname(sys.executable), "lint-imports")
 
 
@@ -29,7 +29,8 @@ def lint(tree, imports):
 
 
 def test_imports_that_run_downward_keep_the_contract(tmp_path):
-    result = lint(tmp_path, {"cli": ROOMS[:-1], "engine": ["serving", "components", "common"],
+    result = lint(tmp_path, {"cli": ROOMS[:-1], "ledger": ["pipeline", "serving", "engine"],
+                             "engine": ["serving", "components", "common"],
                              "serving": ["common"], "pipeline": ["components", "common"],
                              "datagen": ["components"], "components": ["common"]})
     assert result.returncode == 0, result.stdout + result.stderr
@@ -38,7 +39,8 @@ def test_imports_that_run_downward_keep_the_contract(tmp_path):
 @pytest.mark.parametrize("importer, imported", [
     ("common", "components"), ("components", "pipeline"), ("datagen", "serving"),
     ("pipeline", "serving"), ("pipeline", "engine"), ("serving", "engine"),
-    ("serving", "pipeline"), ("engine", "pipeline"), ("engine", "cli"),
+    ("serving", "pipeline"), ("engine", "pipeline"), ("engine", "cli"), ("pipeline", "ledger"),
+    ("serving", "ledger"), ("ledger", "cli"),
 ])
 def test_an_import_against_the_flow_breaks_the_contract(tmp_path, importer, imported):
     result = lint(tmp_path, {importer: [imported]})

@@ -4,10 +4,14 @@ The spec is recompiled through the CLI into a temporary file and compared with
 kubeflow/pipeline.json byte for byte; then it is parsed with the Kubeflow
 pipeline-spec protos and every node of create_pipeline is looked up in it:
 its task, its image, its executor class, its inputs and the settings users
-rely on (data root, schema, user-module functions, push destination).
+rely on (data root, schema, user-module functions, push destination), and the
+labels that attribute its cost (the pod labels of the .yaml's PlatformSpec, the
+PipelineJob's labels).
 """
+import dataclasses
 import json
 import os
+import re
 
 import pytest
 import yaml
@@ -26,6 +30,10 @@ BEAM_CONFIGS = {
     "spark": os.path.join(REPO, "kubeflow", "config", "beam", "spark.yaml"),
 }
 RECOMPILE = "riskpipe compile --output kubeflow/pipeline.json (from the repository root)"
+# Label syntax: Kubernetes label values; GCP label keys and values.
+KUBERNETES_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+GCP_LABEL_KEY = re.compile(r"[a-z][-_a-z0-9]{0,62}")
+GCP_LABEL_VALUE = re.compile(r"[-_a-z0-9]{0,63}")
 
 
 @pytest.fixture(scope="module")
@@ -161,18 +169,60 @@ def test_beam_options_reach_every_beam_component(spec, tfx_pipeline, configs):
             assert beam_arg in args, f"{node.id}: {beam_arg}"
 
 
-def test_yaml_output_is_the_pipeline_spec_the_kubeflow_api_server_uploads(job, tmp_path):
+@pytest.fixture(scope="module")
+def yaml_documents(job, tmp_path_factory):
+    data, _ = job
+    output = str(tmp_path_factory.mktemp("compile-yaml") / "pipeline.yaml")
+    atomic_write_text(output, kubeflow_runner.render(data, output))
+    with open(output, encoding="utf-8") as f:
+        return list(yaml.safe_load_all(f))
+
+
+def test_yaml_output_is_the_pipeline_spec_the_kubeflow_api_server_uploads(job, yaml_documents):
     from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=import-outside-toplevel
 
     data, _ = job
-    output = str(tmp_path / "pipeline.yaml")
-    atomic_write_text(output, kubeflow_runner.render(data, output))
-    with open(output, encoding="utf-8") as f:
-        uploaded = yaml.safe_load(f)
-    parsed = json_format.ParseDict(uploaded, pipeline_spec_pb2.PipelineSpec())
+    # The PipelineSpec first, then the PlatformSpec: the KFP SDK compiler's layout.
+    assert len(yaml_documents) == 2
+    parsed = json_format.ParseDict(yaml_documents[0], pipeline_spec_pb2.PipelineSpec())
     # What the API server checks to accept a v2 spec.
     assert parsed.pipeline_info.name and parsed.root.dag.tasks
     assert parsed.default_pipeline_root == data["pipelineSpec"]["defaultPipelineRoot"]
+    platform = json_format.ParseDict(yaml_documents[1], pipeline_spec_pb2.PlatformSpec())
+    assert list(platform.platforms) == ["kubernetes"]
+
+
+def _pod_labels(yaml_documents):
+    """Executor label -> the labels the Kubernetes PlatformSpec gives its pod."""
+    executors = yaml_documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    return {label: config["podMetadata"]["labels"] for label, config in executors.items()}
+
+
+def test_every_component_pod_is_labelled_with_its_node_and_pipeline(
+        spec, yaml_documents, tfx_pipeline, configs):
+    config, _ = configs
+    pod_labels = _pod_labels(yaml_documents)
+    components = _components(tfx_pipeline)
+    for node in components:
+        component = spec.components[spec.root.dag.tasks[node.id].component_ref.name]
+        assert pod_labels[component.executor_label] == {
+            kubeflow_runner.COMPONENT_LABEL: node.id,
+            kubeflow_runner.PIPELINE_LABEL: config.pipeline_name,
+        }, node.id
+    # Only containers run in pods: the resolvers' metadata queries get no labels.
+    assert len(pod_labels) == len(components)
+    for labels in pod_labels.values():
+        for value in labels.values():
+            assert KUBERNETES_LABEL_VALUE.fullmatch(value), value
+
+
+def test_the_pipeline_job_carries_a_gcp_pipeline_label(job, configs):
+    config, _ = configs
+    _, parsed = job
+    assert parsed.labels[kubeflow_runner.JOB_PIPELINE_LABEL] == config.pipeline_name
+    # Vertex refuses the job when any label breaks GCP's rules, TFX's included.
+    for key, value in parsed.labels.items():
+        assert GCP_LABEL_KEY.fullmatch(key) and GCP_LABEL_VALUE.fullmatch(value), key
 
 
 # --- configuration and flags (no compile) ----------------------------------------------
@@ -228,6 +278,14 @@ def test_a_local_root_or_a_missing_image_is_refused(configs):
     no_image = kubeflow_runner.apply_flags(config, kubeflow_config, "", None, None, None)
     with pytest.raises(UsageError, match="--image"):
         kubeflow_runner.check_for_kubeflow(*no_image)
+
+
+@pytest.mark.parametrize("name", ["Riskpipe", "risk.pipe", "riskpipe-", "r" * 64])
+def test_a_pipeline_name_that_cannot_be_a_label_is_refused(configs, name):
+    config, kubeflow_config = configs
+    with pytest.raises(UsageError, match=f"pipeline_name '{re.escape(name)}' cannot label"):
+        kubeflow_runner.check_for_kubeflow(dataclasses.replace(config, pipeline_name=name),
+                                           kubeflow_config)
 
 
 def test_an_unknown_config_key_names_the_file_and_key(tmp_path):

@@ -198,6 +198,13 @@ def test_every_selector_selects_the_deployments_pods(resources):
     assert pod_spec["serviceAccountName"] == _one(resources, "ServiceAccount")["metadata"]["name"]
 
 
+def test_pods_are_labelled_with_the_model_they_serve(resources):
+    pod_labels = _one(resources, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    model_config = _configmap_data(resources, "riskpipe-model-config")["models.config"]
+    # OpenCost attributes the fleet's cost by this label.
+    assert {pod_labels["riskpipe.io/model"]} == set(re.findall(r'name:\s*"([^"]+)"', model_config))
+
+
 def test_service_publishes_only_the_grpc_port(resources):
     container = _container(_one(resources, "Deployment"))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}

@@ -165,6 +165,9 @@ def test_prometheus_metrics_carry_tf_serving_names_and_the_version(tiny_base, ex
                (("API", "Predict"), ("entrypoint", "GRPC"), ("model_name", "fraud"),
                 ("version", "1")))
     assert samples[latency] == 3
+    model_cpu = ("riskpipe_serving_model_cpu_seconds_total",
+                 (("model_name", "fraud"), ("version", "1")))
+    assert samples[model_cpu] > 0
 
 
 def test_grpc_and_rest_requests_move_the_same_metrics(tiny_base, examples, tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.config import file_system_storage_path_source_pb2
 
 from cli import main as cli
@@ -15,6 +16,7 @@ from common.errors import UsageError
 from serving import config_protos, errors, inference, tensors, version_policy
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.event_loop import EventLoopThread
+from serving.metrics import ServingMetrics
 from serving.options import ServerOptions
 from serving_helpers import wait_for
 
@@ -312,3 +314,25 @@ def test_certs_command_writes_configs_a_server_accepts(tmp_path, capsys):
     assert config.client_verify and "BEGIN CERTIFICATE" in config.custom_ca
     assert cli.main(["certs", "--out", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_model_cpu_is_split_between_the_versions_whose_calls_ran():
+    clock = iter([0.0, 1.0, 3.0, 4.0, 10.0, 12.0, 13.0])
+    metrics = ServingMetrics(cpu_clock=lambda: next(clock))  # 0.0 is read at creation
+    stable = metrics.model_call("fraud", 1)
+    canary = metrics.model_call("fraud", 2)
+    stable.__enter__()   # t=1: stable alone from here
+    canary.__enter__()   # t=3: 2 s were stable's; both from here
+    stable.__exit__(None, None, None)   # t=4: 1 s shared
+    canary.__exit__(None, None, None)   # t=10: 6 s canary's alone
+    with metrics.model_call("fraud", 1):  # t=12 to t=13, stable alone
+        pass
+    seconds = {labels[1][1]: value for (name, labels), value in _samples(metrics).items()
+               if name == "riskpipe_serving_model_cpu_seconds_total"}
+    assert seconds == pytest.approx({"1": 2.0 + 0.5 + 1.0, "2": 0.5 + 6.0})
+
+
+def _samples(metrics: ServingMetrics) -> dict:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(metrics.exposition())
+            for sample in family.samples}

@@ -1,0 +1,1 @@
+"""riskpipe ledger: what every pipeline stage, model version and feature costs, beside what it is worth."""
