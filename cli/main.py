@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "cli.kubeflow_commands",
     "cli.serving_commands",
     "cli.engine_commands",
+    "cli.ledger_commands",
 )
 # A bad argument, flag or config value exits 2 (as argparse does); bad data or
 # a failed data gate exits 1.
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     runtime.quiet_startup(verbose=getattr(args, "verbose", False))
+    sys.unraisablehook = runtime.skip_tensorflow_teardown_errors
     try:
         return int(args.func(args) or 0)
     except tuple(EXIT_CODES) as err:

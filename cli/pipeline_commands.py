@@ -135,18 +135,6 @@ class _ProgressHandler(logging.Handler):
             print(f"  running {record.args[0]} ...", file=sys.stderr, flush=True)
 
 
-def _skip_tf_teardown_noise(unraisable, default_hook=sys.__unraisablehook__) -> None:
-    """sys.unraisablehook that drops TensorFlow 2.16's AtomicFunction.__del__ errors.
-
-    Functions of models loaded in process (Trainer, Evaluator) outlive the run
-    and are deleted during interpreter teardown, after the globals their
-    __del__ needs are gone; Python would print one traceback per function.
-    """
-    if getattr(unraisable.object, "__qualname__", "") == "AtomicFunction.__del__":
-        return
-    default_hook(unraisable)
-
-
 @contextlib.contextmanager
 def _component_logging(verbose: bool) -> Iterator[None]:
     """Logging and warnings for a pipeline command; restores the previous state on exit."""
@@ -223,7 +211,6 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> PipelineConfi
     # pylint: disable=import-outside-toplevel
     from pipeline import local_runner
 
-    sys.unraisablehook = _skip_tf_teardown_noise
     with _component_logging(verbose):
         try:
             return local_runner.run(config)

@@ -5,8 +5,10 @@ processes and TFX component subprocesses inherit the environment it sets. The
 pipeline image sets the same variable for the Kubeflow component containers,
 which start TFX's entry point rather than the CLI.
 """
+import logging
 import os
 import re
+import sys
 import warnings
 
 KERAS_VARIABLE = "TF_USE_LEGACY_KERAS"
@@ -29,11 +31,26 @@ def use_keras_2() -> None:
     os.environ[KERAS_VARIABLE] = "1"
 
 
+def skip_tensorflow_teardown_errors(unraisable, default_hook=sys.__unraisablehook__) -> None:
+    """sys.unraisablehook that drops TensorFlow 2.16's AtomicFunction.__del__ errors.
+
+    Functions of models loaded in process (Trainer, Evaluator, the cost report)
+    outlive the command and are deleted during interpreter teardown, after the
+    globals their __del__ needs are gone; Python would print one traceback per
+    function.
+    """
+    if getattr(unraisable.object, "__qualname__", "") == "AtomicFunction.__del__":
+        return
+    default_hook(unraisable)
+
+
 def quiet_startup(verbose: bool) -> None:
     """Hides TensorFlow's start-up noise, unless `verbose` or the user chose a log level."""
     if verbose or TF_LOG_VARIABLE in os.environ:
         return
     os.environ[TF_LOG_VARIABLE] = QUIET_TF_LOG_LEVEL
+    # TensorFlow's Python logger: deprecation notices from inside TFX and TFMA.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     for module in STARTUP_FUTURE_WARNINGS:
         warnings.filterwarnings("ignore", category=FutureWarning, module=re.escape(module))
     # Child processes (Beam workers) read the same filters from the environment.

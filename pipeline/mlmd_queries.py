@@ -132,6 +132,14 @@ def output_artifacts(store, execution_id: int) -> Dict[str, list]:
     return out
 
 
+def custom_property(node, key: str):
+    """An artifact's or execution's custom property: its int or string value, or None."""
+    if key not in node.custom_properties:
+        return None
+    value = node.custom_properties[key]
+    return value.string_value if value.HasField("string_value") else value.int_value
+
+
 def state_name(execution) -> str:
     from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
 

@@ -11,7 +11,8 @@ from typing import Dict, List, Optional, Tuple
 
 from pipeline.configs import EvalConfig
 from pipeline.cost_ledger import currency_of, stored_cost
-from pipeline.mlmd_queries import latest_run_executions, open_store, output_artifacts, state_name
+from pipeline.mlmd_queries import (custom_property, latest_run_executions, open_store,
+                                   output_artifacts, state_name)
 COMPRESSION_FILE = "compression.json"
 SERVING_MODEL_DIR = "Format-Serving"
 LABEL_FEATURE = "is_fraud"
@@ -44,14 +45,6 @@ class RunSummary:
     currency: str = ""
 
 
-def _custom(artifact, key: str):
-    """A custom property's int or string value, or None."""
-    if key not in artifact.custom_properties:
-        return None
-    value = artifact.custom_properties[key]
-    return value.string_value if value.HasField("string_value") else value.int_value
-
-
 # ---------------------------------------------------------------------------
 # What the artifacts hold.
 
@@ -63,7 +56,7 @@ def _split_names(artifact) -> List[str]:
     """The splits of an Examples or ExampleStatistics artifact ('split_names' property)."""
     if "split_names" in artifact.properties:
         return json.loads(artifact.properties["split_names"].string_value)
-    return json.loads(_custom(artifact, "split_names") or "[]")
+    return json.loads(custom_property(artifact, "split_names") or "[]")
 
 
 def label_rates(statistics_artifact) -> Dict[str, float]:
@@ -141,7 +134,7 @@ def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list])
 
     if node == dag.FEATURE_GEN and first("examples") is not None:
         examples = first("examples")
-        summary.examples = {split: int(_custom(examples, f"num_examples_{split}") or 0)
+        summary.examples = {split: int(custom_property(examples, f"num_examples_{split}") or 0)
                             for split in _split_names(examples)}
     elif node == dag.STATISTICS_GEN and first("statistics") is not None:
         summary.fraud_rate = label_rates(first("statistics"))
@@ -158,12 +151,12 @@ def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list])
             summary.metrics, summary.baseline_metrics = overall_metrics(uri)
             summary.validation_failures = validation_failures(uri)
         if first("blessing") is not None:
-            summary.blessed = bool(_custom(first("blessing"), "blessed"))
+            summary.blessed = bool(custom_property(first("blessing"), "blessed"))
     elif node == dag.PUSHER and first("pushed_model") is not None:
         pushed = first("pushed_model")
-        if _custom(pushed, "pushed"):
-            summary.pushed_to = _custom(pushed, "pushed_destination")
-            summary.already_served = bool(_custom(pushed, "already_served"))
+        if custom_property(pushed, "pushed"):
+            summary.pushed_to = custom_property(pushed, "pushed_destination")
+            summary.already_served = bool(custom_property(pushed, "already_served"))
 
 
 def summarize(metadata_path: str, pipeline_name: str) -> RunSummary:

@@ -10,11 +10,14 @@ pushed model; tests that rerun the pipeline share its pipeline root, so they
 only re-execute what their change affects. `riskpipe` runs in process through
 `run_riskpipe`.
 """
+import sys
+
 from common import runtime
 
 # Before any TensorFlow import: Transform and tfmot need Keras 2 (tf-keras).
 runtime.use_keras_2()
 runtime.quiet_startup(verbose=False)
+sys.unraisablehook = runtime.skip_tensorflow_teardown_errors
 
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402

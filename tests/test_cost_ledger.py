@@ -35,6 +35,11 @@ def test_every_component_of_a_run_is_measured_and_priced(pipeline_run):
     assert components["Trainer"]["artifact_bytes"] > 0
     assert math.isclose(ledger["total_cost"], sum(c["cost"] for c in components.values()))
     assert ledger["currency"] == "USD" and ledger["price_source"]
+    # The run's summary ends with its total and its three most expensive components.
+    last = pipeline_run.result.stdout.strip().splitlines()[-1]
+    top = sorted(components.values(), key=lambda c: -c["cost"])[:3]
+    assert last.startswith(f"cost of this run: USD {ledger['total_cost']:.6f}; most expensive: ")
+    assert last.endswith(", ".join(f"{c['name']} USD {c['cost']:.6f}" for c in top))
     # The figures MLMD holds are the ledger's (MLMD keeps six decimal places).
     for name, execution in executions.items():
         stored = cost_ledger.stored_cost(execution, name)

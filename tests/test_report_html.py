@@ -175,6 +175,11 @@ def browser_dom(chromium, report, directory):
     """Writes the page for `report` into `directory`, opens it in Chromium and parses the DOM it ends with."""
     page = os.path.join(directory, "ledger.html")
     write_html(report, page)
+    return page_dom(chromium, page, directory)
+
+
+def page_dom(chromium, page, directory):
+    """The DOM Chromium ends with after opening the page file and running its JavaScript."""
     profile = os.path.join(directory, "profile")
     result = _run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                    "--disable-background-networking", "--disable-component-update", "--disable-sync",

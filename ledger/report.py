@@ -1,0 +1,217 @@
+"""The ledger of a pipeline root: what each run, model version and feature cost, beside its worth.
+
+Everything comes from the pipeline's MLMD store and what it points to:
+
+- runs: every run's component costs as the local runner recorded them
+  (pipeline/cost_ledger.py), and the version it pushed;
+- models: each pushed version's training cost (the executions its lineage
+  ran: cached ones cost nothing, so each is the run that did the work), its
+  Evaluator metrics, and its serving cost (ledger/serving_cost.py);
+- features: the latest pushed version's per-feature cost and value
+  (ledger/feature_costs.py, ledger/feature_values.py), and the cut candidates:
+  features whose value share is below the threshold while their cost share is
+  above it.
+
+Measurements of a version (serving cost, features) are kept under
+<pipeline_root>/ledger/ and reused: a version does not change once pushed.
+"""
+import dataclasses
+import datetime
+import json
+import os
+from typing import Any, Callable, Dict, List, Optional
+
+from common.files import atomic_write_text
+from ledger import feature_costs, feature_values, serving_cost
+from pipeline import cost_ledger, eval_config, mlmd_queries, run_summary
+from pipeline.configs import CostConfig
+from pipeline.pipeline import EVALUATOR, FEATURE_GEN, PUSHER
+
+COST_EFFECTIVENESS = ("cost-effectiveness: the PR-AUC a version gained over the version pushed "
+                      "before it, per unit of its training cost (PR-AUC per {currency}); none "
+                      "for the first version")
+
+
+@dataclasses.dataclass
+class ReportOptions:
+    pipeline_name: str = "riskpipe"
+    model_name: str = "fraud"
+    # A feature is a candidate to cut when its value share is below this and its
+    # cost share above it.
+    cut_threshold: float = 0.02
+    # Measure versions not measured yet (serving cost, feature table).
+    measure: bool = True
+    serving_transactions: int = 1000
+    feature_cost_transactions: int = 20000
+    value_rows: int = 50000
+    value_repetitions: int = 3
+    batching_config: str = serving_cost.FLEET_BATCHING_CONFIG
+
+
+def _run_record(run_id: str, executions: List[tuple]) -> Dict[str, Any]:
+    components = [cost_ledger.stored_cost(execution, node or "?")
+                  for node, execution in executions]
+    priced = [c for c in components if c is not None]
+    started = min(e.create_time_since_epoch for _, e in executions) / 1000
+    return {"run_id": run_id,
+            "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc)
+            .isoformat(timespec="seconds"),
+            "components": [dataclasses.asdict(c) for c in priced],
+            "total_cost": sum(c.cost for c in priced),
+            "total_cpu_seconds": sum(c.cpu_seconds for c in priced),
+            "total_wall_seconds": sum(c.wall_seconds for c in priced),
+            "pushed_version": None}
+
+
+def _pushed(store, pusher) -> Optional[tuple]:
+    """(version, directory) the Pusher execution pushed anew, or None."""
+    for artifact in mlmd_queries.output_artifacts(store, pusher.id).get("pushed_model", []):
+        if (mlmd_queries.custom_property(artifact, "pushed")
+                and not mlmd_queries.custom_property(artifact, "already_served")):
+            return (int(mlmd_queries.custom_property(artifact, "pushed_version")),
+                    mlmd_queries.custom_property(artifact, "pushed_destination"))
+    return None
+
+
+def _quality(store, evaluator) -> Dict[str, Optional[float]]:
+    outputs = mlmd_queries.output_artifacts(store, evaluator.id)
+    metrics, _ = run_summary.overall_metrics(outputs["evaluation"][0].uri)
+    blessed = bool(mlmd_queries.custom_property(outputs["blessing"][0], "blessed"))
+    return {"blessed": blessed, "roc_auc": metrics.get(eval_config.ROC_AUC),
+            "pr_auc": metrics.get(eval_config.PR_AUC),
+            "recall_at_1pct_fpr": metrics.get(eval_config.RECALL_AT_FPR)}
+
+
+def _measured(pipeline_root: str, kind: str, version: int, measure: Optional[Callable]):
+    """A version's kept measurement of `kind`, measured now (and kept) when missing and allowed."""
+    path = os.path.join(pipeline_root, "ledger", kind, f"{version}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    if measure is None:
+        return None
+    result = measure()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _serving_figures(pipeline_root: str, version: int, version_dir: str, examples_uri: str,
+                     options: ReportOptions) -> Optional[dict]:
+    def measure():
+        examples = serving_examples(examples_uri, options.serving_transactions)
+        return serving_cost.measure(version_dir, options.model_name, examples,
+                                    options.batching_config)
+    can_measure = options.measure and os.path.isdir(version_dir)
+    return _measured(pipeline_root, "serving", version, measure if can_measure else None)
+
+
+def serving_examples(examples_uri: str, count: int) -> List[bytes]:
+    """The first `count` serialized eval examples: the fixed replay sample."""
+    import glob  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    files = sorted(glob.glob(os.path.join(examples_uri, "Split-eval", "*")))
+    return [record.numpy() for record in
+            tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
+
+
+def _model_records(store, runs, pipeline_root: str, prices: CostConfig,
+                   options: ReportOptions) -> List[Dict[str, Any]]:
+    models, previous_pr_auc = [], None
+    for record, executions in runs:
+        by_node = {node: execution for node, execution in executions}
+        pushed = _pushed(store, by_node[PUSHER]) if PUSHER in by_node else None
+        if pushed is None:
+            continue
+        version, version_dir = pushed
+        record["pushed_version"] = version
+        lineage = mlmd_queries.upstream_executions(store, by_node[PUSHER].id)
+        costs = [cost_ledger.stored_cost(e, "") for e in lineage]
+        feature_gen = next(e for e in lineage if mlmd_queries.node_of(store, e.id) == FEATURE_GEN)
+        examples_uri = mlmd_queries.output_artifacts(store, feature_gen.id)["examples"][0].uri
+        quality = _quality(store, by_node[EVALUATOR])
+        serving = _serving_figures(pipeline_root, version, version_dir, examples_uri, options)
+        training_cost = sum(c.cost for c in costs if c is not None)
+        pr_auc = quality["pr_auc"]
+        models.append({
+            "version": version, "blessed": quality.pop("blessed"), "pushed": True,
+            "training_cost": training_cost, "version_dir": version_dir,
+            "examples_uri": examples_uri,
+            "input_base": mlmd_queries.custom_property(feature_gen, "input_base"),
+            "cost_effectiveness": (None if previous_pr_auc is None or pr_auc is None
+                                   or not training_cost
+                                   else (pr_auc - previous_pr_auc) / training_cost),
+            "metrics": {**quality,
+                        "serving_cpu_ms_per_txn": serving and serving["cpu_ms_per_txn_c8"],
+                        "serving_cpu_ms_per_txn_c1": serving and serving["cpu_ms_per_txn_c1"],
+                        "cost_per_million_txns": serving and serving_cost.cost_per_million(
+                            serving["cpu_ms_per_txn_c8"], prices.vcpu_hour)}})
+        previous_pr_auc = pr_auc if pr_auc is not None else previous_pr_auc
+    return models
+
+
+def _feature_table(pipeline_root: str, model: Dict[str, Any],
+                   options: ReportOptions) -> List[Dict[str, Any]]:
+    def measure():
+        costs = feature_costs.feature_costs(model["input_base"], options.feature_cost_transactions)
+        columns, labels = feature_values.read_eval_split(model["examples_uri"], options.value_rows)
+        values = feature_values.permutation_values(
+            feature_values.model_scorer(model["version_dir"]), columns, labels,
+            [c.name for c in costs], options.value_repetitions)
+        return {"costs": [dataclasses.asdict(c) for c in costs],
+                "values": [dataclasses.asdict(v) for v in values]}
+    can_measure = options.measure and os.path.isdir(model["version_dir"])
+    measured = _measured(pipeline_root, "features", model["version"],
+                         measure if can_measure else None)
+    return feature_rows(measured, options.cut_threshold) if measured else []
+
+
+def feature_rows(measured: Dict[str, list], cut_threshold: float) -> List[Dict[str, Any]]:
+    """The feature table: cost and value with their shares, sorted by value per cost."""
+    values = {v["name"]: v for v in measured["values"]}
+    total_cost = sum(c["cost_us_per_txn"] for c in measured["costs"]) or 1.0
+    total_value = sum(max(0.0, v["value_pr_auc"]) for v in values.values()) or 1.0
+    rows = []
+    for cost in measured["costs"]:
+        value = values[cost["name"]]
+        cost_share = cost["cost_us_per_txn"] / total_cost
+        value_share = max(0.0, value["value_pr_auc"]) / total_value
+        rows.append({**cost, **value, "cost_share": cost_share, "value_share": value_share,
+                     "value_per_cost": (value["value_pr_auc"] / cost["cost_us_per_txn"]
+                                        if cost["cost_us_per_txn"] > 0 else None),
+                     "cut_candidate": value_share < cut_threshold < cost_share})
+    return sorted(rows, key=lambda row: (row["value_per_cost"] is None,
+                                         -(row["value_per_cost"] or 0.0)))
+
+
+def _prices(pipeline_root: str, runs) -> CostConfig:
+    """The prices the latest run was priced with (its cost.json), else the defaults."""
+    for record, _ in reversed(runs):
+        path = os.path.join(pipeline_root, "runs", record["run_id"], cost_ledger.COST_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                return CostConfig(**json.load(f)["prices"])
+    return CostConfig()
+
+
+def build_report(pipeline_root: str, options: ReportOptions = ReportOptions()) -> Dict[str, Any]:
+    """The report of every run under `pipeline_root` (see the module docstring for its parts)."""
+    store = mlmd_queries.open_store(os.path.join(pipeline_root, "metadata.sqlite"))
+    if store is None:
+        raise FileNotFoundError(f"{pipeline_root}: no metadata.sqlite; run `riskpipe run` first")
+    runs = [(_run_record(run_id, executions), executions)
+            for run_id, executions in mlmd_queries.run_executions(store, options.pipeline_name)]
+    prices = _prices(pipeline_root, runs)
+    models = _model_records(store, runs, pipeline_root, prices, options)
+    features = _feature_table(pipeline_root, models[-1], options) if models else []
+    return {"currency": prices.currency, "price_source": prices.source,
+            "prices": dataclasses.asdict(prices),
+            "cost_effectiveness_definition": COST_EFFECTIVENESS.format(currency=prices.currency),
+            "cut_threshold": options.cut_threshold,
+            "runs": [record for record, _ in runs],
+            "models": [{k: v for k, v in model.items()
+                        if k not in ("version_dir", "examples_uri", "input_base")}
+                       for model in models],
+            "features": features,
+            "cut_candidates": [row["name"] for row in features if row["cut_candidate"]]}
