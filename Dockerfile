@@ -34,6 +34,7 @@ COPY pipeline/ pipeline/
 COPY serving/ serving/
 COPY engine/ engine/
 COPY ledger/ ledger/
+COPY monitor/ monitor/
 COPY cli/ cli/
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels/riskpipe .
 

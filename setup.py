@@ -7,7 +7,7 @@ setup(
     description="TFX risk-scoring pipeline, TF-Serving-compatible model server and risk engine",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["common*", "datagen*", "components*", "pipeline*", "serving*",
-                                    "engine*", "ledger*", "cli*", "kubeflow*"]),
+                                    "engine*", "ledger*", "monitor*", "cli*", "kubeflow*"]),
     package_data={"": ["*.pbtxt", "*.yaml", "*.json"]},
     install_requires=[
         "tfx[kfp]==1.16.0",

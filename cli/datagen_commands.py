@@ -25,6 +25,15 @@ output layout:
 `riskpipe run` reads every day at once (FeatureGen); the layout also matches
 TFX ExampleGen's span pattern 'date={YYYY}-{MM}-{DD}/transactions.csv'.
 The same arguments give the same bytes.
+
+drift scenarios (--drift KIND --drift-start-day N, repeatable, paired in order):
+  population_shift   from day N customers spend more (amounts x1.4), buy online
+                     twice as often, and make 30% of their purchases at new
+                     merchants (new terminal ids, card-present and online)
+  account_takeover   from day N a new fraud scenario: taken-over cards spend in
+                     bursts at online merchants they never used; it makes 30%
+                     of the fraud, the other scenarios that much less
+Days before N are exactly those of a run without the drift.
 """
 
 
@@ -35,7 +44,8 @@ def register(subparsers) -> None:
         description="Simulate card transactions of customers shopping near home, online and\n"
                     "on trips, with four fraud scenarios (compromised_terminal,\n"
                     "compromised_card, impossible_travel, probing) and fraud labels known\n"
-                    "days later, written as one CSV partition per day.",
+                    "days later, written as one CSV partition per day; optionally with\n"
+                    "drift scenarios from a given day on (--drift).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,6 +65,13 @@ def register(subparsers) -> None:
                              "arguments give byte-identical output (default: %(default)s)")
     parser.add_argument("--start-date", metavar="YYYY-MM-DD", default=DEFAULTS["start_date"],
                         help="date of the first day, UTC (default: %(default)s)")
+    parser.add_argument("--drift", metavar="KIND", action="append",
+                        help="a drift scenario, population_shift or account_takeover, from "
+                             "the --drift-start-day in the same position on; repeatable "
+                             "(see below)")
+    parser.add_argument("--drift-start-day", metavar="N", action="append",
+                        help="the day the paired --drift starts: 1 is the first day, at most "
+                             "--days")
     parser.add_argument("--out", metavar="DIR",
                         help="output directory (required); must not exist or be empty, "
                              "unless --overwrite")
@@ -91,17 +108,42 @@ def _start_date(text: str) -> str:
         raise UsageError(f"--start-date must be a date YYYY-MM-DD, got '{text}'") from None
 
 
+def _drifts(kinds, start_days, days: int):
+    """The Drifts of the paired --drift / --drift-start-day flags."""
+    from datagen.drift import KINDS, Drift  # pylint: disable=import-outside-toplevel
+
+    kinds, start_days = kinds or [], start_days or []
+    if len(kinds) != len(start_days):
+        raise UsageError(f"--drift and --drift-start-day go in pairs, got {len(kinds)} "
+                         f"--drift and {len(start_days)} --drift-start-day")
+    drifts = []
+    for kind, text in zip(kinds, start_days):
+        if kind not in KINDS:
+            raise UsageError(f"--drift must be one of {', '.join(KINDS)}, got '{kind}'")
+        if kind in (d.kind for d in drifts):
+            raise UsageError(f"--drift {kind} is given more than once")
+        start_day = _integer("--drift-start-day", text, 1)
+        if start_day > days:
+            raise UsageError(f"--drift-start-day must be at most --days ({days}), "
+                             f"got {start_day}")
+        drifts.append(Drift(kind=kind, start_day=start_day))
+    return tuple(drifts)
+
+
 def config_from_args(args):
     """The SimulationConfig of parsed `generate` arguments; UsageError when one is bad."""
     from datagen.simulator import SimulationConfig  # pylint: disable=import-outside-toplevel
 
+    transactions = _integer("--transactions", args.transactions, 1)
+    days = _integer("--days", args.days, 1)
     return SimulationConfig(
-        transactions=_integer("--transactions", args.transactions, 1),
-        days=_integer("--days", args.days, 1),
+        transactions=transactions,
+        days=days,
         customers=0 if args.customers is None else _integer("--customers", args.customers, 1),
         fraud_rate=_fraud_rate(args.fraud_rate),
         seed=_integer("--seed", args.seed, 0),
         start_date=_start_date(args.start_date),
+        drifts=_drifts(args.drift, args.drift_start_day, days),
     )
 
 

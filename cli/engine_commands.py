@@ -287,16 +287,19 @@ def _register_rollout(subparsers) -> None:
     canary.add_argument("--shadow", action="store_true",
                         help="clients also score every transaction on the other label")
     promote = steps.add_parser("promote", parents=[common],
-                               help="move stable to the canary version, then drop the old one")
+                               help="move stable to the canary version; the old one stays "
+                                    "loaded as `previous`")
     rollback = steps.add_parser("rollback", parents=[common],
                                 help="remove the canary; stable is untouched")
+    revert = steps.add_parser("revert", parents=[common],
+                              help="move stable back to `previous` (one label move)")
     status = steps.add_parser("status", parents=[common],
                               help="versions, labels, share, per-version figures")
     status.add_argument("--records", nargs="*", default=[], metavar="FILE",
                         help="decision records written by 'riskpipe score' (JSON lines)")
     status.add_argument("--metrics", nargs="*", default=[], metavar="URL",
                         help="Prometheus endpoints of the servers")
-    for step in (stage, canary, promote, rollback, status):
+    for step in (stage, canary, promote, rollback, revert, status):
         step.set_defaults(func=run_rollout)
 
 
@@ -349,6 +352,9 @@ def run_rollout(args: argparse.Namespace) -> int:
         elif args.step == "rollback":
             rollout.rollback()
             print("canary removed; stable untouched")
+        elif args.step == "revert":
+            before, after = rollout.revert_to_previous()
+            print(f"stable -> {after} (back from {before})")
         else:
             print(format_status(rollout.describe(), read_records(args.records),
                                 args.metrics, args.model_name))

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "cli.serving_commands",
     "cli.engine_commands",
     "cli.ledger_commands",
+    "cli.monitor_commands",
 )
 # A bad argument, flag or config value exits 2 (as argparse does); bad data or
 # a failed data gate exits 1.

@@ -82,6 +82,9 @@ def _register_serve(subparsers) -> None:
         help="address the gRPC and REST ports listen on (riskpipe; default: 0.0.0.0)")
     add("--shutdown_grace_seconds", type=float, default=defaults.shutdown_grace_seconds,
         help="on SIGTERM, how long in-flight requests may take to finish (riskpipe; default: 10)")
+    add("--feature_stats_sample_every", type=int, default=defaults.feature_stats_sample_every,
+        help="export input feature statistics from every Nth transaction a version answers; "
+             "1 reads every one, at ~20%% more CPU per transaction (riskpipe; default: 100)")
     parser.set_defaults(func=_serve)
 
 

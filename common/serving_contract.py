@@ -10,7 +10,7 @@ rollout controller (engine/) call and check it. Each fact is written here once:
   output key of the fraud score;
 - the warmup file TF Serving replays before a version is AVAILABLE;
 - the largest gRPC message either side accepts;
-- the Prometheus metric names of tensorflow_model_server.
+- the Prometheus metric names of tensorflow_model_server and riskpipe serve's own.
 
 Paths go through TensorFlow's file systems (tf.io.gfile), so a base path may
 be local or a bucket URI TensorFlow reads. TensorFlow and the TF Serving protos
@@ -36,6 +36,9 @@ DEFAULT_SIGNATURE = SERVING_DEFAULT
 # key of the fraud score in serving_default and serving_raw.
 EXAMPLES_INPUT = "examples"
 OUTPUT_KEY = "fraud_probability"
+# Their second output: the model's score before the prior correction for its
+# class weights (fraud_probability is the calibrated one).
+RAW_SCORE_KEY = "raw_score"
 
 # TF Serving serves Classify and Regress only from signatures with these method
 # names; tf.saved_model.save writes every signature with PREDICT_METHOD.
@@ -66,6 +69,12 @@ RUNTIME_LATENCY = ":tensorflow:serving:runtime_latency"
 LOAD_ATTEMPT_COUNT = ":tensorflow:cc:saved_model:load_attempt_count"
 # riskpipe serve's own: CPU seconds spent in each version's model calls.
 MODEL_CPU_SECONDS = "riskpipe_serving_model_cpu_seconds_total"
+# What a drift monitor compares per version: the scores returned (a histogram on
+# [0, 1]) and, per input feature, the values sent, their sum and the missing ones.
+SCORE = "riskpipe_serving_score"
+FEATURE_VALUES = "riskpipe_serving_feature_values_total"
+FEATURE_VALUE_SUM = "riskpipe_serving_feature_value_sum_total"
+FEATURE_MISSING = "riskpipe_serving_feature_missing_total"
 
 # --- version directories ----------------------------------------------------------------
 

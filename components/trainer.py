@@ -13,12 +13,15 @@ Hyperparameters come from `fn_args.custom_config`, a
 Steps:
 1. Class balance from the training split's label counts (recorded by the
    Transform analysis, see components.preprocessing): class weights with the
-   configured scheme, or balanced resampling with tf.data instead.
+   configured scheme, or balanced resampling with tf.data instead; and the
+   prior correction that undoes either in the served probability
+   (components/export.py).
 2. Under tf.distribute.MirroredStrategy: build the model, wrap its Dense layers
    for magnitude pruning, train with TensorBoard logs in `model_run_dir`.
 3. Strip the pruning wrappers; optionally fine-tune quantization-aware.
-4. Record the class balance and the achieved sparsity as JSON in
-   `model_run_dir` (class_balance.json, compression.json).
+4. Record the class balance, the achieved sparsity, and the Brier score and
+   ECE of the raw and the calibrated score on the eval split as JSON in
+   `model_run_dir` (class_balance.json, compression.json, calibration.json).
 5. Export the serving model with its signatures and warmup requests.
 """
 import dataclasses
@@ -27,13 +30,14 @@ import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
 from common.errors import DataError, UsageError
-from common.serving_contract import MAX_WARMUP_RECORDS
-from components import compression, export
+from common.serving_contract import MAX_WARMUP_RECORDS, OUTPUT_KEY, RAW_SCORE_KEY
+from components import calibration, compression, export
 from components import model as model_lib
 from components.features import LABEL_KEY, MODEL_FEATURES, OPTIONAL_FEATURES
 from components.preprocessing import LABEL_COUNTS_VOCAB
@@ -45,6 +49,8 @@ COMPRESSION_FILE = "compression.json"
 CLASS_BALANCE_FILE = "class_balance.json"
 # QAT fine-tunes a trained model: a smaller step keeps it near its optimum.
 QAT_LEARNING_RATE_SCALE = 0.1
+# The fraud share of balanced resampling's batches.
+RESAMPLED_FRAUD_SHARE = 0.5
 
 
 # ---------------------------------------------------------------------------
@@ -124,6 +130,13 @@ def class_weights(counts: Dict[int, int], scheme: str) -> Dict[int, float]:
                      f"got {scheme!r}")
 
 
+def logit_shift(counts: Dict[int, int], class_weight: Optional[Dict[int, float]]) -> float:
+    """The prior correction of the served score: class weights, or resampling when None."""
+    if class_weight is None:
+        return calibration.resampling_logit_shift(counts, RESAMPLED_FRAUD_SHARE)
+    return calibration.weighting_logit_shift(class_weight)
+
+
 # ---------------------------------------------------------------------------
 # Data.
 
@@ -183,11 +196,12 @@ def transformed_dataset(files: Sequence[str], data_accessor, tf_transform_output
 
 
 def balanced_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """Batches drawing both classes with equal probability from a repeating dataset."""
+    """Batches drawing frauds with probability RESAMPLED_FRAUD_SHARE from a repeating dataset."""
     examples = dataset.unbatch()
     by_class = [examples.filter(lambda _, label, c=float(c): tf.equal(label[0], c))
                 for c in CLASSES]
-    return tf.data.Dataset.sample_from_datasets(by_class, weights=[0.5, 0.5]).batch(batch_size)
+    weights = [1.0 - RESAMPLED_FRAUD_SHARE, RESAMPLED_FRAUD_SHARE]
+    return tf.data.Dataset.sample_from_datasets(by_class, weights=weights).batch(batch_size)
 
 
 def steps_per_epoch(train_steps: Optional[int], num_train_examples: int,
@@ -278,6 +292,36 @@ def _write_reports(model_run_dir: str, config: TrainerConfig, model, plan,
     })
 
 
+def _eval_labels_and_scores(fn_args, tf_transform_output, config: TrainerConfig,
+                            model) -> Tuple[np.ndarray, np.ndarray]:
+    """The labels and the model's raw scores over one pass of the eval split."""
+    dataset = transformed_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                                  config.batch_size, num_epochs=1)
+    labels, scores = [], []
+    for inputs, label in dataset:
+        labels.append(label.numpy()[:, 0])
+        scores.append(model(inputs, training=False).numpy()[:, 0])
+    return np.concatenate(labels), np.concatenate(scores)
+
+
+def _write_calibration(fn_args, tf_transform_output, config: TrainerConfig, model,
+                       shift: float) -> None:
+    """calibration.json: Brier and ECE of the raw and the calibrated score on the eval split.
+
+    Measured after the shift is fixed from the training split, so the eval
+    split only reports on it.
+    """
+    labels, raw = _eval_labels_and_scores(fn_args, tf_transform_output, config, model)
+    calibrated = export.calibrated_probability(tf.constant(raw), shift).numpy()
+    _write_json(fn_args.model_run_dir, calibration.CALIBRATION_FILE, {
+        "logit_shift": shift,
+        "eval_examples": len(labels),
+        "ece_bins": calibration.ECE_BINS,
+        RAW_SCORE_KEY: calibration.calibration_errors(labels, raw),
+        OUTPUT_KEY: calibration.calibration_errors(labels, calibrated),
+    })
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor)."""
     config = trainer_config(fn_args.custom_config)
@@ -289,13 +333,15 @@ def run_fn(fn_args) -> None:
     # Computed (and both classes checked) even when resampling replaces them.
     weights = class_weights(counts, config.class_weight_scheme)
     class_weight = None if config.balanced_resampling else weights
+    shift = logit_shift(counts, class_weight)
     steps = steps_per_epoch(fn_args.train_steps, sum(counts.values()), config)
 
     model, plan = _train(fn_args, tf_transform_output, config, steps, class_weight)
     _write_reports(fn_args.model_run_dir, config, model, plan, counts, class_weight)
+    _write_calibration(fn_args, tf_transform_output, config, model, shift)
 
     warmup_needed = sum(export.WARMUP_BATCH_SIZES[i % len(export.WARMUP_BATCH_SIZES)]
                         for i in range(config.warmup_examples))
     warmup = read_serialized_examples(fn_args.eval_files, warmup_needed)
     export.export_serving_model(model, tf_transform_output, fn_args.serving_model_dir,
-                                warmup, config.warmup_examples)
+                                warmup, config.warmup_examples, shift)

@@ -36,6 +36,7 @@ MERCHANT_CATEGORIES = (
 CHANNELS = ("card_present", "card_not_present")
 FRAUD_SCENARIOS = (
     "compromised_terminal", "compromised_card", "impossible_travel", "probing",
+    "account_takeover",
 )
 
 # Raw data layout: one CSV per day, a Hive-style date partition.

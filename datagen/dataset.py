@@ -5,6 +5,7 @@ Layout (see components.transactions):
     <out>/date=YYYY-MM-DD/transactions.csv   header row, columns in RAW_COLUMNS order,
                                              rows in (timestamp, transaction_id) order
     <out>/generation.json                    parameters, seed and row counts, written last
+                                             (with the drifts, when there are any)
 
 riskpipe's FeatureGen reads every partition at once (a card's features need its
 whole history) and splits out of time. The layout also matches TFX ExampleGen's
@@ -26,7 +27,7 @@ import numpy as np
 from common.errors import UsageError
 from components.transactions import (CHANNELS, FRAUD_SCENARIOS, MERCHANT_CATEGORIES,
                                      PARTITION_FORMAT, RAW_COLUMNS)
-from datagen import simulator
+from datagen import drift, scenarios, simulator
 from datagen.population import Population
 from datagen.rows import Rows
 
@@ -166,17 +167,21 @@ def _remove_dirs(paths) -> None:
 
 def manifest(config: simulator.SimulationConfig, partitions, by_scenario: Dict[str, int]) -> dict:
     rows = sum(p["rows"] for p in partitions)
+    parameters = {
+        "transactions": config.transactions,
+        "days": config.days,
+        "customers": config.num_customers,
+        "fraud_rate": config.fraud_rate,
+        "seed": config.seed,
+        "start_date": config.start_date,
+    }
+    # Only with drifts: a run without any writes the manifest it always did.
+    if config.drifts:
+        parameters["drift"] = [dataclasses.asdict(d) for d in config.drifts]
     return {
         "format_version": FORMAT_VERSION,
         "generator": "riskpipe generate",
-        "parameters": {
-            "transactions": config.transactions,
-            "days": config.days,
-            "customers": config.num_customers,
-            "fraud_rate": config.fraud_rate,
-            "seed": config.seed,
-            "start_date": config.start_date,
-        },
+        "parameters": parameters,
         "layout": PARTITION_FORMAT,
         "example_gen_pattern": EXAMPLE_GEN_PATTERN,
         "columns": list(RAW_COLUMNS),
@@ -205,7 +210,7 @@ def _write_days(config, pop, staging, on_day) -> dict:
     """Writes every day's partition, then the manifest, which it returns."""
     names = _Names(pop)
     partitions = []
-    by_scenario = dict.fromkeys(FRAUD_SCENARIOS, 0)
+    by_scenario = dict.fromkeys(drift.fraud_scenarios(config.drifts), 0)
     for day in simulator.simulate(config, pop):
         relative = PARTITION_FORMAT.format(date=day.date.isoformat())
         path = os.path.join(staging, relative)
@@ -213,8 +218,8 @@ def _write_days(config, pop, staging, on_day) -> dict:
         with open(path, "w", encoding="utf-8", newline="") as f:
             f.write(day_csv(day, names))
         counts = np.bincount(day.rows.scenario, minlength=len(FRAUD_SCENARIOS) + 1)
-        for name, count in zip(FRAUD_SCENARIOS, counts[1:]):
-            by_scenario[name] += int(count)
+        for name in by_scenario:
+            by_scenario[name] += int(counts[scenarios.SCENARIO_CODE[name]])
         partitions.append({"date": day.date.isoformat(), "path": relative,
                            "rows": len(day.rows), "fraud_rows": int(counts[1:].sum())})
         if on_day:

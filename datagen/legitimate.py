@@ -3,7 +3,10 @@
 Customers shop near home at their usual hours, buy online, sometimes go on
 trips and shop in another city, make the odd big purchase or tiny charge, and
 have spending sprees. Each of these overlaps a fraud scenario on purpose.
+A Shift (a population_shift drift) changes how much, where and how they spend.
 """
+import dataclasses
+
 import numpy as np
 
 from datagen import geography, population, spending
@@ -18,6 +21,18 @@ MICRO_PAYMENT_PROB = 0.04    # a tiny online charge (app store, parking)
 CARD_CHECK_SHARE = 0.003     # a merchant's tiny card check before a purchase
 FLIGHT_KMH = 750.0
 FLIGHT_OVERHEAD_S = 5400
+
+
+@dataclasses.dataclass(frozen=True)
+class Shift:
+    """A change in genuine spending; the default changes nothing."""
+
+    amount: float = 1.0         # amounts are this many times the usual (tiny charges stay tiny)
+    online: float = 1.0         # each customer's card-not-present share, times this (at most 1)
+    new_merchants: float = 0.0  # share of purchases at merchants of population.open_merchants
+
+
+NO_SHIFT = Shift()
 
 
 class Trips:
@@ -94,13 +109,29 @@ def _card_present_terminals(pop, trips, customers, seconds, rng):
     return terminal, seconds
 
 
-def _regular(pop, trips, day_start, count, rng):
+def _to_new_merchants(pop, terminal, share, rng):
+    """Moves `share` of the purchases at `terminal` to a new merchant of the same category
+    (in the same city for card-present ones)."""
+    moved = np.flatnonzero(rng.random(terminal.size) < share)
+    old = terminal[moved]
+    online = pop.terminal_online[old]
+    category = pop.terminal_category[old]
+    new = np.empty(moved.size, dtype=np.int64)
+    new[~online] = population.pick_city_terminals(
+        pop, pop.terminal_city[old[~online]], population.CP_INDEX[category[~online]], rng,
+        new=True)
+    new[online] = population.pick_online_merchants(
+        pop, population.CNP_INDEX[category[online]], rng, new=True)
+    terminal[moved] = new
+
+
+def _regular(pop, trips, day_start, count, shift, rng):
     spree = rng.random(pop.num_customers) < SPREE_PROB
     weight = pop.daily_rate * np.where(spree, SPREE_RATE, 1.0)
     customers = np.repeat(np.arange(pop.num_customers),
                           rng.multinomial(count, weight / weight.sum()))
     cards = pick_cards(pop, customers, rng)
-    online = rng.random(count) < pop.online_prob[customers]
+    online = rng.random(count) < pop.online_prob[customers] * shift.online
     seconds = spending.seconds_of_day(pop.hour_mean[customers],
                                       pop.hour_sd[customers] * np.where(online, 1.3, 1.0), rng)
     terminal = np.empty(count, dtype=np.int64)
@@ -109,10 +140,12 @@ def _regular(pop, trips, day_start, count, rng):
     cnp = np.flatnonzero(online)
     terminal[cnp] = population.pick_online_merchants(
         pop, population.pick_categories(pop.cnp_category_cdf[customers[cnp]], rng), rng)
+    if shift.new_merchants:
+        _to_new_merchants(pop, terminal, shift.new_merchants, rng)
 
     category = pop.terminal_category[terminal]
     amount = spending.amounts(pop.base_amount[customers], category, rng,
-                              np.where(spree[customers], SPREE_AMOUNT, 1.0))
+                              np.where(spree[customers], SPREE_AMOUNT, 1.0) * shift.amount)
     big = rng.random(count) < BIG_PURCHASE_PROB
     amount[big] *= rng.uniform(3.0, 12.0, big.sum())
     micro = online & (rng.random(count) < MICRO_PAYMENT_PROB)
@@ -121,7 +154,7 @@ def _regular(pop, trips, day_start, count, rng):
     return Rows.build(timestamp, cards, terminal, amount, LEGITIMATE, timestamp)
 
 
-def _card_checks(pop, day_start, checks, extra, rng):
+def _card_checks(pop, day_start, checks, extra, shift, rng):
     """A tiny card check (sometimes two) at an online merchant, then the purchase there."""
     weight = pop.daily_rate * pop.online_prob
     customers = rng.choice(pop.num_customers, size=checks, p=weight / weight.sum())
@@ -130,7 +163,8 @@ def _card_checks(pop, day_start, checks, extra, rng):
         pop, population.pick_categories(pop.cnp_category_cdf[customers], rng), rng)
     start = spending.seconds_of_day(pop.hour_mean[customers], pop.hour_sd[customers], rng)
     purchase_at = start + rng.integers(30, 1800, checks)
-    purchase = spending.amounts(pop.base_amount[customers], pop.terminal_category[merchant], rng)
+    purchase = spending.amounts(pop.base_amount[customers], pop.terminal_category[merchant], rng,
+                                shift.amount)
     twice = rng.choice(checks, size=extra, replace=False)
     seconds = np.concatenate([start, start[twice] + rng.integers(5, 30, extra), purchase_at])
     amount = np.concatenate([spending.micro_amounts(checks + extra, rng), purchase])
@@ -140,12 +174,12 @@ def _card_checks(pop, day_start, checks, extra, rng):
 
 
 def legitimate_day(pop: population.Population, trips: Trips, day_start: int, count: int,
-                   rng: np.random.Generator) -> Rows:
+                   rng: np.random.Generator, shift: Shift = NO_SHIFT) -> Rows:
     """Exactly `count` legitimate transactions of the day starting at `day_start`.
 
     `trips` must already be advanced to this day.
     """
     checks = min(rng.binomial(count, CARD_CHECK_SHARE), count // 3)
     extra = rng.binomial(checks, 0.3)
-    regular = _regular(pop, trips, day_start, count - 2 * checks - extra, rng)
-    return Rows.concat([regular, _card_checks(pop, day_start, checks, extra, rng)])
+    regular = _regular(pop, trips, day_start, count - 2 * checks - extra, shift, rng)
+    return Rows.concat([regular, _card_checks(pop, day_start, checks, extra, shift, rng)])

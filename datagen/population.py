@@ -5,6 +5,8 @@ Customers live around a city (geography.CITIES) and have a spending profile:
 a typical amount, a daily rate, usual hours, how often they travel and how
 much they buy online. Terminals are card-present (a place on the map and a
 merchant category) or card-not-present (online merchants, no place).
+Merchants that open during the simulation (a population_shift drift) are
+drawn with it, numbered after its own terminals (open_merchants).
 """
 import dataclasses
 
@@ -19,6 +21,17 @@ CP_CATEGORIES = np.array([MERCHANT_CATEGORIES.index(c) for c in (
     "grocery", "fuel", "restaurant", "travel", "electronics", "atm", "luxury")])
 CNP_CATEGORIES = np.array([MERCHANT_CATEGORIES.index(c) for c in (
     "online", "travel", "electronics", "luxury")])
+
+
+def _positions(categories):
+    """MERCHANT_CATEGORIES index -> position in `categories` (-1: not there)."""
+    position = np.full(len(MERCHANT_CATEGORIES), -1)
+    position[categories] = np.arange(categories.size)
+    return position
+
+
+CP_INDEX = _positions(CP_CATEGORIES)
+CNP_INDEX = _positions(CNP_CATEGORIES)
 
 # How a typical customer splits purchases across categories, per channel
 # (same order as CP_CATEGORIES / CNP_CATEGORIES).
@@ -38,6 +51,8 @@ CNP_MERCHANTS_PER_CUSTOMER = 0.05
 # Share of card-present terminals whose registered location is far from where
 # they are (an acquirer that files the head office): legitimate "jumps".
 MISREGISTERED_SHARE = 0.001
+# Groups of card-present terminals: one per (city, CP category).
+NUM_CITY_GROUPS = len(geography.CITIES) * CP_CATEGORIES.size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +83,7 @@ class Population:
     terminal_traffic: np.ndarray   # expected share of card-present visits
     # Card-present terminals grouped by (city, CP category): terminals of group g
     # are city_terminals[city_start[g]:city_start[g + 1]], g = city * len(CP_CATEGORIES) + k.
+    # Merchants of open_merchants have their own groups after these, in both groupings.
     city_terminals: np.ndarray
     city_start: np.ndarray
     # Online merchants grouped by CNP category, with cumulative popularity within a group.
@@ -166,6 +182,40 @@ def _grouped(keys, num_groups):
     return order, start
 
 
+def _terminal_columns(cp, online):
+    """The per-terminal arrays of Population: card-present terminals, then online merchants."""
+    num_cp, num_online = cp["city"].size, online["cnp_index"].size
+    nan_online = np.full(num_online, np.nan)
+    return dict(
+        terminal_category=np.concatenate([CP_CATEGORIES[cp["cp_index"]],
+                                          CNP_CATEGORIES[online["cnp_index"]]]),
+        terminal_online=np.concatenate([np.zeros(num_cp, bool), np.ones(num_online, bool)]),
+        terminal_city=np.concatenate([cp["city"], np.full(num_online, -1)]),
+        terminal_latitude=np.concatenate([cp["reg_lat"], nan_online]),
+        terminal_longitude=np.concatenate([cp["reg_lon"], nan_online]),
+    )
+
+
+def _terminal_groups(cp, online, first_terminal):
+    """The pick groups of Population for terminals numbered from `first_terminal`."""
+    num_cp_cats = CP_CATEGORIES.size
+    city_terminals, city_start = _grouped(cp["city"] * num_cp_cats + cp["cp_index"],
+                                          NUM_CITY_GROUPS)
+    online_order, online_start = _grouped(online["cnp_index"], CNP_CATEGORIES.size)
+    popularity = online["popularity"][online_order]
+    popularity_cdf = np.empty_like(popularity)
+    for g in range(CNP_CATEGORIES.size):
+        group = slice(online_start[g], online_start[g + 1])
+        popularity_cdf[group] = np.cumsum(popularity[group]) / popularity[group].sum()
+    return dict(
+        city_terminals=first_terminal + city_terminals,
+        city_start=city_start,
+        online_terminals=first_terminal + cp["city"].size + online_order,
+        online_start=online_start,
+        online_popularity_cdf=popularity_cdf,
+    )
+
+
 def build_population(num_customers: int, rng: np.random.Generator) -> Population:
     """Draws the customers, cards and terminals of a simulation."""
     cust = _customers(num_customers, rng)
@@ -186,17 +236,6 @@ def build_population(num_customers: int, rng: np.random.Generator) -> Population
     np.add.at(traffic, near.ravel(), visit_weight.ravel())
     traffic /= traffic.sum()
 
-    num_cp_cats = CP_CATEGORIES.size
-    city_terminals, city_start = _grouped(
-        cp["city"] * num_cp_cats + cp["cp_index"], len(geography.CITIES) * num_cp_cats)
-    online_order, online_start = _grouped(online["cnp_index"], CNP_CATEGORIES.size)
-    popularity = online["popularity"][online_order]
-    popularity_cdf = np.empty_like(popularity)
-    for g in range(CNP_CATEGORIES.size):
-        group = slice(online_start[g], online_start[g + 1])
-        popularity_cdf[group] = np.cumsum(popularity[group]) / popularity[group].sum()
-
-    nan_online = np.full(num_online, np.nan)
     return Population(
         home_city=cust["home_city"],
         base_amount=cust["base_amount"],
@@ -211,37 +250,65 @@ def build_population(num_customers: int, rng: np.random.Generator) -> Population
         num_cards=num_cards,
         near_terminals=near,
         card_customer=card_customer,
-        terminal_category=np.concatenate([CP_CATEGORIES[cp["cp_index"]],
-                                          CNP_CATEGORIES[online["cnp_index"]]]),
-        terminal_online=np.concatenate([np.zeros(num_cp, bool), np.ones(num_online, bool)]),
-        terminal_city=np.concatenate([cp["city"], np.full(num_online, -1)]),
-        terminal_latitude=np.concatenate([cp["reg_lat"], nan_online]),
-        terminal_longitude=np.concatenate([cp["reg_lon"], nan_online]),
         terminal_traffic=traffic,
-        city_terminals=city_terminals,
-        city_start=city_start,
-        online_terminals=num_cp + online_order,
-        online_start=online_start,
-        online_popularity_cdf=popularity_cdf,
+        **_terminal_columns(cp, online),
+        **_terminal_groups(cp, online, 0),
     )
 
 
-def pick_city_terminals(pop: Population, city, cp_category_index, rng):
-    """A uniformly random card-present terminal of each (city, CP category) pair."""
-    group = np.asarray(city) * CP_CATEGORIES.size + np.asarray(cp_category_index)
+def open_merchants(pop: Population, num_customers: int, rng: np.random.Generator) -> Population:
+    """`pop` with new merchants, as many as `num_customers` customers have, after its terminals.
+
+    Every city gets new card-present terminals of every category, and every
+    online category new merchants. The pick functions choose among them with
+    new=True only, so everything `pop` did before stays the same. Their traffic
+    is 0: it is known when the population is drawn, before they open.
+    """
+    cp = _cp_terminals(num_customers, rng)
+    online = _online_merchants(num_customers, rng)
+    columns = _terminal_columns(cp, online)
+    columns["terminal_traffic"] = np.zeros(columns["terminal_category"].size)
+    added = {name: np.concatenate([getattr(pop, name), values])
+             for name, values in columns.items()}
+    groups = _terminal_groups(cp, online, pop.num_terminals)
+    # The new groups follow the old ones: their starts continue the old ends.
+    for terminals, start in (("city_terminals", "city_start"),
+                             ("online_terminals", "online_start")):
+        groups[start] = getattr(pop, terminals).size + groups[start][1:]
+    groups = {name: np.concatenate([getattr(pop, name), values])
+              for name, values in groups.items()}
+    return dataclasses.replace(pop, **added, **groups)
+
+
+def own_online_merchants(pop: Population) -> np.ndarray:
+    """The online merchants drawn with the population, without those of open_merchants."""
+    return pop.online_terminals[:pop.online_start[CNP_CATEGORIES.size]]
+
+
+def pick_city_terminals(pop: Population, city, cp_category_index, rng, new=False):
+    """A uniformly random card-present terminal of each (city, CP category) pair.
+
+    new: among the merchants of open_merchants instead of the population's own.
+    """
+    group = np.asarray(city) * CP_CATEGORIES.size + np.asarray(cp_category_index) \
+        + (NUM_CITY_GROUPS if new else 0)
     start, stop = pop.city_start[group], pop.city_start[group + 1]
     offset = (rng.random(group.size) * (stop - start)).astype(np.int64)
     return pop.city_terminals[start + offset]
 
 
-def pick_online_merchants(pop: Population, cnp_category_index, rng):
-    """An online merchant of each given CNP category, by popularity."""
+def pick_online_merchants(pop: Population, cnp_category_index, rng, new=False):
+    """An online merchant of each given CNP category, by popularity.
+
+    new: among the merchants of open_merchants instead of the population's own.
+    """
     cnp_category_index = np.asarray(cnp_category_index)
     out = np.empty(cnp_category_index.size, dtype=np.int64)
     u = rng.random(cnp_category_index.size)
+    first_group = CNP_CATEGORIES.size if new else 0
     for g in range(CNP_CATEGORIES.size):
         rows = np.flatnonzero(cnp_category_index == g)
-        start, stop = pop.online_start[g], pop.online_start[g + 1]
+        start, stop = pop.online_start[first_group + g], pop.online_start[first_group + g + 1]
         pos = np.searchsorted(pop.online_popularity_cdf[start:stop], u[rows], side="right")
         out[rows] = pop.online_terminals[start + np.minimum(pos, stop - start - 1)]
     return out

@@ -9,6 +9,9 @@
   a genuine purchase.
 - probing: a fraudster tests stolen details with a few tiny online charges,
   then usually makes one large purchase.
+- account_takeover (only from the start day of an account_takeover drift, see
+  datagen.drift): a fraudster who took over a card's account spends in a
+  burst, within an hour, at online merchants the card never paid at.
 
 Each scenario overlaps legitimate behaviour (trips, big purchases, tiny
 charges and card checks, sprees). A fraud is reported some days after the
@@ -26,7 +29,7 @@ from datagen import geography, population, spending
 from datagen.rows import DAY_SECONDS, Rows
 
 SCENARIO_CODE = {name: 1 + i for i, name in enumerate(FRAUD_SCENARIOS)}
-# Share of fraudulent transactions per scenario.
+# Share of fraudulent transactions per scenario of every simulation.
 SCENARIO_SHARE = {
     "compromised_terminal": 0.30,
     "compromised_card": 0.30,
@@ -63,6 +66,17 @@ GANG_TERMINALS = 3
 CASHOUT_HOUR = 21.0
 # Measured: the share of the card budget a skimmer actually fills.
 SKIM_BUDGET_FILLED = 0.73
+# account_takeover: once it runs it makes TAKEOVER_SHARE of the fraudulent
+# transactions and the other scenarios start that much fewer episodes, so that
+# the fraud rate stays the configured one. An episode is one burst of
+# 2 + Poisson(TAKEOVER_EXTRA_ROWS) purchases within a window of TAKEOVER_WINDOW_S
+# seconds, at amounts TAKEOVER_SPIKE times the victim's usual.
+TAKEOVER_SHARE = 0.3
+TAKEOVER_EXTRA_ROWS = 2.0
+TAKEOVER_WINDOW_S = (300, 3600)
+TAKEOVER_SPIKE = (1.5, 4.0)
+# Resellable goods first: the odds of an online merchant by its category.
+TAKEOVER_TARGET_WEIGHT = {"electronics": 3.0, "luxury": 3.0, "travel": 2.0, "online": 1.0}
 
 
 def _categories(names):
@@ -71,13 +85,11 @@ def _categories(names):
 
 def _cp_index(categories):
     """MERCHANT_CATEGORIES indices -> indices into population.CP_CATEGORIES."""
-    lookup = {c: i for i, c in enumerate(population.CP_CATEGORIES)}
-    return np.array([lookup[c] for c in categories])
+    return population.CP_INDEX[categories]
 
 
 def _cnp_index(categories):
-    lookup = {c: i for i, c in enumerate(population.CNP_CATEGORIES)}
-    return np.array([lookup[c] for c in categories])
+    return population.CNP_INDEX[categories]
 
 
 CARD_CNP_CATEGORIES = _cnp_index(_categories(("online", "electronics", "luxury", "travel")))
@@ -151,8 +163,8 @@ class Fraudsters:
         self._pop = pop
         per_episode = rows_per_episode()
         self._episodes_per_day = {
-            name: daily_frauds * SCENARIO_SHARE[name] / per_episode[name]
-            for name in FRAUD_SCENARIOS}
+            name: daily_frauds * share / per_episode[name]
+            for name, share in SCENARIO_SHARE.items()}
         self._pending: Dict[int, List[Rows]] = collections.defaultdict(list)
         self._skimmers: List[_Skimmer] = []
         # city -> the terminals where the city's gang cashes out cloned cards.
@@ -166,12 +178,13 @@ class Fraudsters:
         target *= pop.terminal_traffic
         self._skim_target_p = target / target.sum()
 
-    def start_day(self, day: int, day_start: int, rng: np.random.Generator):
-        """Starts the day's new episodes.
+    def start_day(self, day: int, day_start: int, rng: np.random.Generator,
+                  share: float = 1.0):
+        """Starts the day's new episodes, `share` of the usual number.
 
         Returns the rows planned for today and the number of impossible-travel rows to add.
         """
-        rate = self._episodes_per_day
+        rate = {name: episodes * share for name, episodes in self._episodes_per_day.items()}
         cards = rng.poisson(rate["compromised_card"])
         self._plan(day, self._compromised_cards(day_start, cards, rng))
         self._plan(day, self._probes(day_start, rng.poisson(rate["probing"]), rng))
@@ -337,6 +350,75 @@ class Fraudsters:
         timestamp = day_start + offset * DAY_SECONDS + seconds
         return _episode_rows(episode, timestamp, card, terminal, amount,
                              "compromised_terminal", rng), offset
+
+
+class AccountTakeovers:
+    """account_takeover episodes. Call, for each simulated day in order:
+
+    1. on the days it runs, `start_day(rng)` before the day's genuine rows
+       exist -> how many rows to keep for takeovers;
+    2. then `take_over(today, count, day_start, rng)` with the day's other rows;
+    3. `observe(rows)` with all of the day's rows, on every day, so that a
+       takeover goes where its card never paid before.
+    """
+
+    def __init__(self, pop: population.Population, daily_frauds: float):
+        self._pop = pop
+        self._episodes_per_day = daily_frauds / (2 + TAKEOVER_EXTRA_ROWS)
+        # Not the merchants a population_shift opens: they may not be open yet.
+        self._online = population.own_online_merchants(pop)
+        weight_of = np.array([TAKEOVER_TARGET_WEIGHT.get(c, 0.0) for c in MERCHANT_CATEGORIES])
+        self._weight = weight_of[pop.terminal_category]
+        # card * num_terminals + terminal of every online payment so far, sorted.
+        self._paid = np.zeros(0, dtype=np.int64)
+        self._sizes = np.zeros(0, dtype=np.int64)
+
+    def _payments(self, rows: Rows) -> np.ndarray:
+        online = self._pop.terminal_online[rows.terminal]
+        return rows.card[online] * self._pop.num_terminals + rows.terminal[online]
+
+    def observe(self, rows: Rows) -> None:
+        self._paid = np.union1d(self._paid, self._payments(rows))
+
+    def start_day(self, rng: np.random.Generator) -> int:
+        """Starts the day's episodes; returns how many rows they have."""
+        episodes = rng.poisson(self._episodes_per_day)
+        self._sizes = 2 + rng.poisson(TAKEOVER_EXTRA_ROWS, episodes)
+        return int(self._sizes.sum())
+
+    def take_over(self, today: Rows, count: int, day_start: int,
+                  rng: np.random.Generator) -> Rows:
+        """At most `count` rows of the day's episodes; `today`: the day's other rows.
+
+        A card that already paid at every online merchant has no takeover.
+        """
+        pop = self._pop
+        paid = np.union1d(self._paid, self._payments(today))
+        cards = rng.integers(0, pop.num_cards_total, self._sizes.size)
+        merchants = [self._unpaid_merchants(card, size, paid, rng)
+                     for card, size in zip(cards, self._sizes)]
+        episode = np.repeat(np.arange(cards.size), [m.size for m in merchants])
+        start = rng.integers(0, DAY_SECONDS - TAKEOVER_WINDOW_S[1], cards.size)
+        window = rng.integers(*TAKEOVER_WINDOW_S, cards.size)
+        seconds = start[episode] + (rng.random(episode.size) * window[episode]).astype(np.int64)
+        card = cards[episode]
+        terminal = np.concatenate([np.zeros(0, dtype=np.int64), *merchants])
+        amount = spending.amounts(pop.base_amount[pop.card_customer[card]],
+                                  pop.terminal_category[terminal], rng,
+                                  rng.uniform(*TAKEOVER_SPIKE, episode.size))
+        rows = _episode_rows(episode, day_start + seconds, card, terminal, amount,
+                             "account_takeover", rng)
+        return rows.take(np.arange(min(count, len(rows))))
+
+    def _unpaid_merchants(self, card, size, paid, rng):
+        """`size` online merchants where `card` never paid (`paid`: the payment codes)."""
+        first = card * self._pop.num_terminals
+        low, high = np.searchsorted(paid, [first, first + self._pop.num_terminals])
+        unpaid = np.setdiff1d(self._online, paid[low:high] - first, assume_unique=True)
+        if not unpaid.size:
+            return unpaid
+        weight = self._weight[unpaid]
+        return rng.choice(unpaid, size=size, p=weight / weight.sum())
 
 
 def _cumsum_by_group(values, sizes):

@@ -7,20 +7,22 @@ with real coordinates, merchant categories, online merchants, trips, several
 cards per customer, four named fraud scenarios and label delay: a fraud's
 label is known when it is reported, days later (scenarios.report_times); a
 genuine transaction's label is known at its own timestamp (presumed genuine
-until reported).
+until reported). Drift scenarios (datagen.drift) change the world from a
+given day.
 
 Everything is deterministic for a configuration: the population comes from
-(seed, "population"), the split of transactions over days from (seed, "days"),
-and each day's randomness from (seed, "day", day). Days are produced one at a
-time, so memory depends on the population and one day, not on the total.
+(seed, "population"), the merchants a drift opens from (seed, "drift"), the
+split of transactions over days from (seed, "days"), and each day's
+randomness from (seed, "day", day). Days are produced one at a time, so
+memory depends on the population and one day, not on the total.
 """
 import dataclasses
 import datetime
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from datagen import legitimate, population, scenarios
+from datagen import drift, legitimate, population, scenarios
 from datagen.rows import Rows
 
 DEFAULT_START_DATE = "2026-01-01"
@@ -31,7 +33,7 @@ TRANSACTIONS_PER_CUSTOMER_DAY = 1.6
 WARMUP_DAYS = 14
 # Relative activity Monday..Sunday.
 WEEKDAY_ACTIVITY = np.array([1.0, 1.0, 1.0, 1.05, 1.15, 1.2, 0.75])
-_POPULATION_STREAM, _DAYS_STREAM, _DAY_STREAM = 1, 2, 3
+_POPULATION_STREAM, _DAYS_STREAM, _DAY_STREAM, _DRIFT_STREAM = 1, 2, 3, 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,7 @@ class SimulationConfig:
     fraud_rate: float = 0.005
     seed: int = 0
     start_date: str = DEFAULT_START_DATE
+    drifts: Tuple[drift.Drift, ...] = ()
 
     @property
     def num_customers(self) -> int:
@@ -97,34 +100,46 @@ def simulate(config: SimulationConfig,
         pop = build_population(config)
     totals = _daily_totals(config)
     trips = legitimate.Trips(pop)
-    fraudsters = scenarios.Fraudsters(pop, config.fraud_rate * config.transactions / config.days)
+    daily_frauds = config.fraud_rate * config.transactions / config.days
+    fraudsters = scenarios.Fraudsters(pop, daily_frauds)
+    drifts = drift.Drifts(config.drifts, pop, daily_frauds)
     for index in range(-WARMUP_DAYS, config.days):
         date = config.first_date + datetime.timedelta(index)
         total = int(totals[index]) if index >= 0 else _warmup_total(config, date)
-        rows = _simulate_day(pop, trips, fraudsters, index, date, total,
+        rows = _simulate_day(pop, trips, fraudsters, drifts, index, date, total,
                              _rng(config.seed, _DAY_STREAM, index + WARMUP_DAYS))
         if index >= 0:
             yield Day(index=index, date=date, rows=rows)
 
 
 def build_population(config: SimulationConfig) -> population.Population:
-    return population.build_population(config.num_customers,
-                                       _rng(config.seed, _POPULATION_STREAM))
+    """The config's customers and terminals, with the merchants its drifts open."""
+    pop = population.build_population(config.num_customers,
+                                      _rng(config.seed, _POPULATION_STREAM))
+    return drift.open_merchants(config.drifts, pop, _rng(config.seed, _DRIFT_STREAM))
 
 
-def _simulate_day(pop, trips, fraudsters, index, date, total, rng) -> Rows:
+def _simulate_day(pop, trips, fraudsters, drifts, index, date, total, rng) -> Rows:
     """Exactly `total` transactions: the planned frauds, then genuine ones around them."""
     day_start = day_start_timestamp(date)
     trips.advance(rng)
-    planned, travel = fraudsters.start_day(index, day_start, rng)
+    planned, travel = fraudsters.start_day(index, day_start, rng, drifts.scenario_share(index))
     # A tiny day cannot hold all planned frauds: keep the earliest.
     planned = planned.take(np.argsort(planned.timestamp, kind="stable")[:total])
     travel = min(travel, total - len(planned))
-    legit = legitimate.legitimate_day(pop, trips, day_start, total - len(planned) - travel, rng)
+    takeover = min(drifts.takeover_rows(index, rng), total - len(planned) - travel)
+    shift = drifts.shift(index)
+    legit = legitimate.legitimate_day(pop, trips, day_start,
+                                      total - len(planned) - travel - takeover, rng, shift)
     far = fraudsters.impossible_travel(legit, travel, day_start, rng)
-    if len(far) < travel:
-        # No genuine card-present purchase to jump from: the day stays full with genuine ones.
+    taken = drifts.take_over(Rows.concat([legit, planned, far]), takeover, day_start, rng)
+    missing = travel - len(far) + takeover - len(taken)
+    if missing:
+        # No genuine card-present purchase to jump from, or no online merchant new to a
+        # taken-over card: the day stays full with genuine ones.
         legit = Rows.concat([legit, legitimate.legitimate_day(
-            pop, trips, day_start, travel - len(far), rng)])
+            pop, trips, day_start, missing, rng, shift)])
     fraudsters.observe(legit, index, day_start, rng)
-    return _sorted(Rows.concat([legit, planned, far]), rng)
+    rows = Rows.concat([legit, planned, far, taken])
+    drifts.observe(rows)
+    return _sorted(rows, rng)

@@ -3,8 +3,8 @@
 A policy is a YAML file (see engine/policy_default.yaml):
 
     thresholds:
-      review: 0.5          # score >= review -> at least REVIEW
-      block: 0.9           # score >= block  -> BLOCK
+      review: 0.1          # calibrated fraud probability >= review -> at least REVIEW
+      block: 0.5           # calibrated fraud probability >= block  -> BLOCK
     on_model_error: REVIEW # the decision when no score could be had
     rules:
       - name: blocked_category

@@ -29,6 +29,8 @@ from typing import Dict, Optional
 from common.files import atomic_write_text
 
 STABLE, CANARY = "stable", "canary"
+# The version `rollout promote` replaced, kept loaded so that a rollback is one label move.
+PREVIOUS = "previous"
 ROUTING_FORMAT = 1
 ROUTING_SUFFIX = ".routing.json"
 

@@ -33,21 +33,32 @@ class FeatureValue:
 
 
 def read_eval_split(examples_uri: str, max_rows: int) -> Tuple[Columns, np.ndarray]:
-    """(model feature columns, labels) of the first `max_rows` eval examples of FeatureGen.
+    """(model feature columns, labels) of the first `max_rows` eval examples of FeatureGen."""
+    return read_split(examples_uri, "eval", max_rows)
+
+
+def read_split(examples_uri: str, split: str, max_rows: int) -> Tuple[Columns, np.ndarray]:
+    """(model feature columns, labels) of the first `max_rows` examples of a FeatureGen split.
 
     An optional feature absent from an example is NaN, as serving_raw takes it.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    files = sorted(glob.glob(os.path.join(examples_uri, "Split-eval", "*")))
+    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     rows = [features.from_example(tf.train.Example.FromString(record.numpy()))
             for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(max_rows)]
     if not rows:
-        raise ValueError(f"{examples_uri}: the eval split holds no examples")
-    columns = {name: np.array([row.get(name, np.nan) for row in rows],
-                              dtype=_NUMPY_TYPES[kind])
-               for name, kind in features.MODEL_FEATURES.items()}
-    return columns, np.array([row[features.LABEL_KEY] for row in rows])
+        raise ValueError(f"{examples_uri}: the {split} split holds no examples")
+    return feature_columns(rows), np.array([row[features.LABEL_KEY] for row in rows])
+
+
+def feature_columns(rows: Sequence[Mapping]) -> Columns:
+    """Model feature columns of feature dicts; an absent or None optional feature is NaN."""
+    def value(row, name):
+        found = row.get(name)
+        return np.nan if found is None else found
+    return {name: np.array([value(row, name) for row in rows], dtype=_NUMPY_TYPES[kind])
+            for name, kind in features.MODEL_FEATURES.items()}
 
 
 def model_scorer(version_dir: str) -> Callable[[Columns], np.ndarray]:

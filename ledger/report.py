@@ -63,16 +63,6 @@ def _run_record(run_id: str, executions: List[tuple]) -> Dict[str, Any]:
             "pushed_version": None}
 
 
-def _pushed(store, pusher) -> Optional[tuple]:
-    """(version, directory) the Pusher execution pushed anew, or None."""
-    for artifact in mlmd_queries.output_artifacts(store, pusher.id).get("pushed_model", []):
-        if (mlmd_queries.custom_property(artifact, "pushed")
-                and not mlmd_queries.custom_property(artifact, "already_served")):
-            return (int(mlmd_queries.custom_property(artifact, "pushed_version")),
-                    mlmd_queries.custom_property(artifact, "pushed_destination"))
-    return None
-
-
 def _quality(store, evaluator) -> Dict[str, Optional[float]]:
     outputs = mlmd_queries.output_artifacts(store, evaluator.id)
     metrics, _ = run_summary.overall_metrics(outputs["evaluation"][0].uri)
@@ -96,14 +86,13 @@ def _measured(pipeline_root: str, kind: str, version: int, measure: Optional[Cal
     return result
 
 
-def _serving_figures(pipeline_root: str, version: int, version_dir: str, examples_uri: str,
-                     options: ReportOptions) -> Optional[dict]:
+def _serving_figures(pipeline_root: str, pushed, options: ReportOptions) -> Optional[dict]:
     def measure():
-        examples = serving_examples(examples_uri, options.serving_transactions)
-        return serving_cost.measure(version_dir, options.model_name, examples,
+        examples = serving_examples(pushed.examples_uri, options.serving_transactions)
+        return serving_cost.measure(pushed.directory, options.model_name, examples,
                                     options.batching_config)
-    can_measure = options.measure and os.path.isdir(version_dir)
-    return _measured(pipeline_root, "serving", version, measure if can_measure else None)
+    can_measure = options.measure and os.path.isdir(pushed.directory)
+    return _measured(pipeline_root, "serving", pushed.version, measure if can_measure else None)
 
 
 def serving_examples(examples_uri: str, count: int) -> List[bytes]:
@@ -118,27 +107,19 @@ def serving_examples(examples_uri: str, count: int) -> List[bytes]:
 
 def _model_records(store, runs, pipeline_root: str, prices: CostConfig,
                    options: ReportOptions) -> List[Dict[str, Any]]:
+    records = {record["run_id"]: record for record, _ in runs}
     models, previous_pr_auc = [], None
-    for record, executions in runs:
-        by_node = {node: execution for node, execution in executions}
-        pushed = _pushed(store, by_node[PUSHER]) if PUSHER in by_node else None
-        if pushed is None:
-            continue
-        version, version_dir = pushed
-        record["pushed_version"] = version
-        lineage = mlmd_queries.upstream_executions(store, by_node[PUSHER].id)
-        costs = [cost_ledger.stored_cost(e, "") for e in lineage]
-        feature_gen = next(e for e in lineage if mlmd_queries.node_of(store, e.id) == FEATURE_GEN)
-        examples_uri = mlmd_queries.output_artifacts(store, feature_gen.id)["examples"][0].uri
-        quality = _quality(store, by_node[EVALUATOR])
-        serving = _serving_figures(pipeline_root, version, version_dir, examples_uri, options)
-        training_cost = sum(c.cost for c in costs if c is not None)
+    for pushed in mlmd_queries.pushed_versions(store, options.pipeline_name, PUSHER, EVALUATOR,
+                                               FEATURE_GEN):
+        records[pushed.run_id]["pushed_version"] = pushed.version
+        quality = _quality(store, pushed.evaluator)
+        serving = _serving_figures(pipeline_root, pushed, options)
+        training_cost = sum(c.cost for c in (cost_ledger.stored_cost(e, "")
+                                             for e in pushed.lineage) if c is not None)
         pr_auc = quality["pr_auc"]
         models.append({
-            "version": version, "blessed": quality.pop("blessed"), "pushed": True,
-            "training_cost": training_cost, "version_dir": version_dir,
-            "examples_uri": examples_uri,
-            "input_base": mlmd_queries.custom_property(feature_gen, "input_base"),
+            "version": pushed.version, "blessed": quality.pop("blessed"), "pushed": True,
+            "training_cost": training_cost, "pushed_version": pushed,
             "cost_effectiveness": (None if previous_pr_auc is None or pr_auc is None
                                    or not training_cost
                                    else (pr_auc - previous_pr_auc) / training_cost),
@@ -151,18 +132,17 @@ def _model_records(store, runs, pipeline_root: str, prices: CostConfig,
     return models
 
 
-def _feature_table(pipeline_root: str, model: Dict[str, Any],
-                   options: ReportOptions) -> List[Dict[str, Any]]:
+def _feature_table(pipeline_root: str, pushed, options: ReportOptions) -> List[Dict[str, Any]]:
     def measure():
-        costs = feature_costs.feature_costs(model["input_base"], options.feature_cost_transactions)
-        columns, labels = feature_values.read_eval_split(model["examples_uri"], options.value_rows)
+        costs = feature_costs.feature_costs(pushed.input_base, options.feature_cost_transactions)
+        columns, labels = feature_values.read_eval_split(pushed.examples_uri, options.value_rows)
         values = feature_values.permutation_values(
-            feature_values.model_scorer(model["version_dir"]), columns, labels,
+            feature_values.model_scorer(pushed.directory), columns, labels,
             [c.name for c in costs], options.value_repetitions)
         return {"costs": [dataclasses.asdict(c) for c in costs],
                 "values": [dataclasses.asdict(v) for v in values]}
-    can_measure = options.measure and os.path.isdir(model["version_dir"])
-    measured = _measured(pipeline_root, "features", model["version"],
+    can_measure = options.measure and os.path.isdir(pushed.directory)
+    measured = _measured(pipeline_root, "features", pushed.version,
                          measure if can_measure else None)
     return feature_rows(measured, options.cut_threshold) if measured else []
 
@@ -204,14 +184,14 @@ def build_report(pipeline_root: str, options: ReportOptions = ReportOptions()) -
             for run_id, executions in mlmd_queries.run_executions(store, options.pipeline_name)]
     prices = _prices(pipeline_root, runs)
     models = _model_records(store, runs, pipeline_root, prices, options)
-    features = _feature_table(pipeline_root, models[-1], options) if models else []
+    features = (_feature_table(pipeline_root, models[-1]["pushed_version"], options)
+                if models else [])
     return {"currency": prices.currency, "price_source": prices.source,
             "prices": dataclasses.asdict(prices),
             "cost_effectiveness_definition": COST_EFFECTIVENESS.format(currency=prices.currency),
             "cut_threshold": options.cut_threshold,
             "runs": [record for record, _ in runs],
-            "models": [{k: v for k, v in model.items()
-                        if k not in ("version_dir", "examples_uri", "input_base")}
+            "models": [{k: v for k, v in model.items() if k != "pushed_version"}
                        for model in models],
             "features": features,
             "cut_candidates": [row["name"] for row in features if row["cut_candidate"]]}

@@ -3,6 +3,7 @@
 The local runner asks which component failed; the run summary and the tests
 read what each component of a run produced.
 """
+import dataclasses
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -91,6 +92,50 @@ def upstream_executions(store, execution_id: int) -> List[object]:
         seen.update(original)
         frontier = original
     return store.get_executions_by_id(sorted(seen))
+
+
+@dataclasses.dataclass(frozen=True)
+class PushedVersion:
+    """A model version a run pushed anew, and the executions that made and judged it."""
+    version: int
+    directory: str
+    run_id: str
+    pusher: object
+    evaluator: object
+    lineage: tuple           # upstream_executions of the Pusher
+    examples_uri: str        # FeatureGen's examples the model was trained and evaluated on
+    input_base: str          # the raw data FeatureGen read
+
+
+def pushed_versions(store, pipeline_name: str, pusher: str, evaluator: str,
+                    feature_gen: str) -> List[PushedVersion]:
+    """Every version the pipeline's runs pushed (not those already served), oldest first.
+
+    `pusher`, `evaluator` and `feature_gen` are the node ids of those components.
+    """
+    found = []
+    for run_id, executions in run_executions(store, pipeline_name):
+        by_node = dict(executions)
+        pushed = by_node.get(pusher) and _pushed_artifact(store, by_node[pusher])
+        if not pushed:
+            continue
+        lineage = tuple(upstream_executions(store, by_node[pusher].id))
+        source = next(e for e in lineage if node_of(store, e.id) == feature_gen)
+        found.append(PushedVersion(
+            int(custom_property(pushed, "pushed_version")),
+            custom_property(pushed, "pushed_destination"), run_id, by_node[pusher],
+            by_node[evaluator], lineage, output_artifacts(store, source.id)["examples"][0].uri,
+            custom_property(source, "input_base")))
+    return found
+
+
+def _pushed_artifact(store, pusher_execution):
+    """The PushedModel artifact of a Pusher execution that pushed anew, or None."""
+    for artifact in output_artifacts(store, pusher_execution.id).get("pushed_model", []):
+        if custom_property(artifact, "pushed") and not custom_property(artifact,
+                                                                       "already_served"):
+            return artifact
+    return None
 
 
 def latest_run_executions(store, pipeline_name: str) -> List[Tuple[str, object]]:

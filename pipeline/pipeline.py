@@ -5,18 +5,30 @@ store, so the same DAG runs locally (pipeline/local_runner.py) and compiles
 for Kubeflow.
 
     FeatureGen --> StatisticsGen --> ExampleValidator --> AnomalyGate
-    ImportSchemaGen (schema.pbtxt) -----^                     | must pass
-    FeatureGen + schema --> Transform <-----------------------+
+    ImportSchemaGen (schema.pbtxt) -----^                     ^   | must pass
+    Resolver (statistics an earlier AnomalyGate passed) ------+   |
+    FeatureGen + schema --> Transform <---------------------------+
     FeatureGen + Transform graph --> Trainer --> Evaluator --> Pusher
     Resolver (latest blessed model) -------------^ baseline
+
+AnomalyGate measures drift against the statistics the latest earlier run's gate
+passed, so a run stopped on drift never becomes the reference. On a first run
+there are none: TFX 1.16's LatestArtifactStrategy then finds nothing, its
+resolver execution is recorded as failed (an InputResolutionError the local
+runner logs and goes past) and the gate compares with nothing. On Kubeflow,
+TFX compiles that strategy into a query by artifact type alone, so there the
+reference is the latest ExampleStatistics of any producer.
 """
 import dataclasses
 import os
 from typing import Optional
 
+import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 
 from components.anomaly_gate.component import AnomalyGate
+from components.anomaly_gate.drift import QUANTILES_BUCKETS
+from components.anomaly_gate.executor import VALIDATED_STATISTICS_KEY
 from components.feature_gen.component import FeatureGen
 from components.pusher.component import Pusher
 from pipeline.configs import PipelineConfig
@@ -34,6 +46,7 @@ EXAMPLE_VALIDATOR = "ExampleValidator"
 ANOMALY_GATE = "AnomalyGate"
 TRANSFORM = "Transform"
 TRAINER = "Trainer"
+PREVIOUS_STATISTICS_RESOLVER = "previous_statistics_resolver"
 BLESSED_MODEL_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
@@ -51,14 +64,32 @@ def _data_components(config: PipelineConfig):
         eval_days=config.feature_gen.eval_days,
     ).with_id(FEATURE_GEN)
     statistics_gen = tfx.components.StatisticsGen(
-        examples=feature_gen.outputs["examples"]).with_id(STATISTICS_GEN)
+        examples=feature_gen.outputs["examples"],
+        # Fine quantiles: AnomalyGate's PSI interpolates within them.
+        stats_options=tfdv.StatsOptions(num_quantiles_histogram_buckets=QUANTILES_BUCKETS),
+    ).with_id(STATISTICS_GEN)
     schema_importer = tfx.components.ImportSchemaGen(
         schema_file=config.schema_path or DEFAULT_SCHEMA_PATH).with_id(SCHEMA_IMPORTER)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_importer.outputs["schema"]).with_id(EXAMPLE_VALIDATOR)
-    gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"]).with_id(ANOMALY_GATE)
-    return [feature_gen, statistics_gen, schema_importer, example_validator, gate]
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                   producer_component_id=ANOMALY_GATE,
+                                   output_key=VALIDATED_STATISTICS_KEY),
+    ).with_id(PREVIOUS_STATISTICS_RESOLVER)
+    gate = AnomalyGate(
+        anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_importer.outputs["schema"],
+        previous_statistics=previous_statistics.outputs["statistics"],
+        drift_action=config.validation.drift_action,
+        psi_threshold=config.validation.psi_threshold,
+        serving_statistics=config.validation.serving_statistics,
+    ).with_id(ANOMALY_GATE)
+    return [feature_gen, statistics_gen, schema_importer, example_validator,
+            previous_statistics, gate]
 
 
 def _model_components(config: PipelineConfig, feature_gen, schema_importer, gate):
@@ -108,7 +139,7 @@ def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[object] = None) -> tfx.dsl.Pipeline:
     """The riskpipe DAG for `config`; the runner supplies the metadata connection."""
     data = _data_components(config)
-    feature_gen, _, schema_importer, _, gate = data
+    feature_gen, _, schema_importer, _, _, gate = data
     model = _model_components(config, feature_gen, schema_importer, gate)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

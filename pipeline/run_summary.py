@@ -9,6 +9,10 @@ import json
 import os
 from typing import Dict, List, Optional, Tuple
 
+from common.serving_contract import OUTPUT_KEY, RAW_SCORE_KEY
+from components.anomaly_gate import drift as data_drift
+from components.anomaly_gate.executor import DRIFT_FILE, VALIDATED_STATISTICS_KEY
+from components.calibration import CALIBRATION_FILE
 from pipeline.configs import EvalConfig
 from pipeline.cost_ledger import currency_of, stored_cost
 from pipeline.mlmd_queries import (custom_property, latest_run_executions, open_store,
@@ -40,6 +44,10 @@ class RunSummary:
     # True when the blessed model was already a served version and not pushed again.
     already_served: bool = False
     compression: Optional[dict] = None
+    # The Trainer's calibration.json: Brier and ECE of the raw and calibrated score.
+    calibration: Optional[dict] = None
+    # AnomalyGate's drift.json: the features compared with the previous run and serving.
+    drift: Optional[dict] = None
     model_bytes: Optional[int] = None
     tensorboard_dir: Optional[str] = None
     currency: str = ""
@@ -114,8 +122,9 @@ def directory_bytes(path: str) -> int:
                for root, _, names in os.walk(path) for name in names)
 
 
-def read_compression(model_run_uri: str) -> Optional[dict]:
-    path = os.path.join(model_run_uri, COMPRESSION_FILE)
+def read_model_run_json(model_run_uri: str, name: str) -> Optional[dict]:
+    """A JSON report the Trainer wrote into its model_run directory; None when absent."""
+    path = os.path.join(model_run_uri, name)
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -138,10 +147,13 @@ def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list])
                             for split in _split_names(examples)}
     elif node == dag.STATISTICS_GEN and first("statistics") is not None:
         summary.fraud_rate = label_rates(first("statistics"))
+    elif node == dag.ANOMALY_GATE and first(VALIDATED_STATISTICS_KEY) is not None:
+        summary.drift = read_model_run_json(first(VALIDATED_STATISTICS_KEY).uri, DRIFT_FILE)
     elif node == dag.TRAINER:
         if first("model_run") is not None:
             summary.tensorboard_dir = first("model_run").uri
-            summary.compression = read_compression(first("model_run").uri)
+            summary.compression = read_model_run_json(first("model_run").uri, COMPRESSION_FILE)
+            summary.calibration = read_model_run_json(first("model_run").uri, CALIBRATION_FILE)
         if first("model") is not None:
             summary.model_bytes = directory_bytes(
                 os.path.join(first("model").uri, SERVING_MODEL_DIR))
@@ -225,6 +237,35 @@ def _sparsity_text(compression: Optional[dict]) -> str:
     return text + (", quantization-aware" if compression.get("quantization_aware") else "")
 
 
+def _calibration_lines(calibration: Optional[dict]) -> List[str]:
+    """Brier and ECE on the eval split of the raw and the calibrated score, when measured."""
+    if not calibration:
+        return []
+    lines = [f"calibration (eval split, {calibration['eval_examples']} rows; "
+             f"ECE over {calibration['ece_bins']} equal-width bins):"]
+    return lines + _table([
+        (f"{key}:", f"Brier {_fmt(calibration[key]['brier'])}",
+         f"ECE {_fmt(calibration[key]['ece'])}", note)
+        for key, note in ((RAW_SCORE_KEY, ""),
+                          (OUTPUT_KEY, f"(logit({RAW_SCORE_KEY}) - "
+                                       f"{calibration['logit_shift']:.4f})"))])
+
+
+def _drift_lines(report: Optional[dict]) -> List[str]:
+    """A line per feature AnomalyGate found drifted (its distance and PSI), when it compared."""
+    if report is None:
+        return []
+    rows = report["features"]
+    if not rows:
+        return ["drift: nothing to compare with (no earlier run's statistics, no serving "
+                "statistics)"]
+    drifted = [row for row in rows if row["drifted"]]
+    head = (f"drift: {len(drifted)} of {len(rows)} feature comparisons beyond the thresholds "
+            f"(drift_action {report['drift_action']})")
+    return [head + (":" if drifted else "")] + [
+        "  " + data_drift.describe(row, report["psi_threshold"]) for row in drifted]
+
+
 def format_summary(summary: RunSummary, evaluation: EvalConfig) -> str:
     """The human-readable summary table of a run."""
     lines = ["components:"]
@@ -236,6 +277,8 @@ def format_summary(summary: RunSummary, evaluation: EvalConfig) -> str:
                      for split in summary.examples])
     lines.append("evaluation (eval split, overall):")
     lines += _table(_metric_rows(summary, evaluation))
+    lines += _calibration_lines(summary.calibration)
+    lines += _drift_lines(summary.drift)
     blessing = {None: "not evaluated", True: "BLESSED", False: "NOT blessed"}[summary.blessed]
     lines.append(f"blessing: {blessing}")
     lines += [f"  failed: {failure}" for failure in summary.validation_failures]

@@ -8,17 +8,22 @@ is counted and timed the same way whichever way it came in.
 
 Adding an RPC is one operation (serving/inference.py for model calls,
 serving/model_operations.py otherwise) and one entry in APIS.
+
+What a drift monitor needs of an answered request (its scores, and a sample
+of the feature values it was sent) is recorded through serving/telemetry.py.
 """
 import contextlib
 import dataclasses
 import inspect
 import logging
+import threading
 import time
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from serving import errors, inference, model_operations
+from serving import errors, inference, model_operations, telemetry
 from serving.metrics import ServingMetrics
 from serving.model_manager import ModelManager
+from serving.options import ServerOptions
 from serving.servable import Servable
 
 LOG = logging.getLogger(__name__)
@@ -55,12 +60,14 @@ class UnparsedRequest:
 
 
 class RequestScope:
-    """The manager a request asks and the one servable it resolved (for its metrics)."""
+    """The manager a request asks, the one servable it resolved and the model calls it
+    made with their outputs (for its metrics)."""
 
     def __init__(self, manager: ModelManager, model_name: str):
         self.manager = manager
         self.model_name = model_name
         self.servable: Optional[Servable] = None
+        self.model_calls: List[Tuple[inference.ModelCall, inference.Outputs]] = []
 
     def resolve(self, model_spec) -> Servable:
         # One request resolves one servable: a REST request resolves it to read
@@ -75,11 +82,15 @@ class DataPlane:
     """Runs any API of APIS on the versions a ModelManager serves."""
 
     def __init__(self, manager: ModelManager, metrics: ServingMetrics,
-                 runner: inference.Runner, async_runner: inference.AsyncRunner):
+                 runner: inference.Runner, async_runner: inference.AsyncRunner,
+                 feature_stats_sample_every: int = ServerOptions.feature_stats_sample_every):
         self.manager = manager
         self.metrics = metrics
         self._runner = runner
         self._async_runner = async_runner
+        self._feature_stats_sample_every = feature_stats_sample_every
+        self._lock = threading.Lock()
+        self._rows_answered: Dict[Tuple[str, int], int] = {}
 
     def call(self, api: str, request, entrypoint: str, model_name: str = ""):
         """Runs a request, blocking; raises ServingError with the status a client sees.
@@ -93,7 +104,7 @@ class DataPlane:
             operation = _operation(api, request, scope)
             if not inspect.isgenerator(operation):
                 return operation
-            return inference.complete(operation, self._timed(api, self._runner))
+            return inference.complete(operation, self._timed(api, self._runner, scope))
 
     async def call_async(self, api: str, request, entrypoint: str):
         """`call` for the event loop: model calls go through the awaitable runner."""
@@ -103,7 +114,7 @@ class DataPlane:
             if not inspect.isgenerator(operation):
                 return operation
             return await inference.complete_async(
-                operation, self._timed_async(api, self._async_runner))
+                operation, self._timed_async(api, self._async_runner, scope))
 
     @contextlib.contextmanager
     def _counted(self, api: str, entrypoint: str, scope: RequestScope) -> Iterator[None]:
@@ -111,6 +122,7 @@ class DataPlane:
         started = time.perf_counter()
         try:
             yield
+            self._observe(scope)  # only what a client was answered
         except errors.ServingError as err:
             self._record(api, entrypoint, started, scope, err.code.name)
             raise
@@ -121,25 +133,61 @@ class DataPlane:
             raise failure from err
         self._record(api, entrypoint, started, scope, "OK")
 
-    def _timed(self, api: str, runner: inference.Runner) -> inference.Runner:
-        def run(servable, signature_name, inputs, output_keys):
+    def _timed(self, api: str, runner: inference.Runner,
+               scope: RequestScope) -> inference.Runner:
+        def run(*call):
             started = time.perf_counter()
-            outputs = runner(servable, signature_name, inputs, output_keys)
-            self._record_runtime(api, servable, started)
+            outputs = runner(*call)
+            self._ran(api, scope, started, inference.ModelCall(*call), outputs)
             return outputs
         return run
 
-    def _timed_async(self, api: str, runner: inference.AsyncRunner) -> inference.AsyncRunner:
-        async def run(servable, signature_name, inputs, output_keys):
+    def _timed_async(self, api: str, runner: inference.AsyncRunner,
+                     scope: RequestScope) -> inference.AsyncRunner:
+        async def run(*call):
             started = time.perf_counter()
-            outputs = await runner(servable, signature_name, inputs, output_keys)
-            self._record_runtime(api, servable, started)
+            outputs = await runner(*call)
+            self._ran(api, scope, started, inference.ModelCall(*call), outputs)
             return outputs
         return run
 
-    def _record_runtime(self, api: str, servable: Servable, started: float) -> None:
+    def _ran(self, api: str, scope: RequestScope, started: float, call: inference.ModelCall,
+             outputs: inference.Outputs) -> None:
+        servable = call.servable
         self.metrics.record_runtime(api, servable.name, str(servable.version),
                                     (time.perf_counter() - started) * 1e6)
+        scope.model_calls.append((call, outputs))
+
+    def _observe(self, scope: RequestScope) -> None:
+        """Records the scores an answered request's model calls returned and, for a
+        sample of rows, the feature values they were sent."""
+        for call, outputs in scope.model_calls:
+            scores = telemetry.scores(call, outputs)
+            if scores is not None:
+                self.metrics.record_scores(call.servable.name, str(call.servable.version),
+                                           scores)
+        if not scope.model_calls:
+            return
+        # A request sends its inputs once: MultiInference runs all its tasks on them.
+        call = scope.model_calls[0][0]
+        rows = self._sampled_rows(call.servable, max(
+            (value.shape[0] if value.ndim else 1 for value in call.inputs.values()), default=0))
+        if rows is not None:
+            self.metrics.record_features(call.servable.name, str(call.servable.version),
+                                         telemetry.feature_stats(call, rows))
+
+    def _sampled_rows(self, servable: Servable, rows: int) -> Optional[slice]:
+        """Which of a request's rows are every Nth row its version answered, if any.
+
+        Counted per version: one count over all versions could keep step with a
+        client that alternates between them."""
+        every = self._feature_stats_sample_every
+        key = (servable.name, servable.version)
+        with self._lock:
+            before = self._rows_answered.get(key, 0)
+            self._rows_answered[key] = before + rows
+        first = -before % every
+        return slice(first, rows, every) if first < rows else None
 
     def _record(self, api: str, entrypoint: str, started: float, scope: RequestScope,
                 status: str) -> None:

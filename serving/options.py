@@ -26,6 +26,9 @@ class ServerOptions:
     # riskpipe additions (tensorflow_model_server has no such flags).
     bind_address: str = "0.0.0.0"
     shutdown_grace_seconds: float = 10.0
+    # Input feature statistics from every Nth transaction a version answers: reading
+    # every tf.Example would cost more CPU than the model's call on it (README, serve).
+    feature_stats_sample_every: int = 100
 
     def validate(self) -> None:
         if not self.model_base_path and not self.model_config_file:
@@ -35,8 +38,9 @@ class ServerOptions:
             value = getattr(self, name)
             if not 0 <= value <= 65535:
                 raise UsageError(f"--{name}={value}: not a port number")
-        if self.grpc_max_threads < 1:
-            raise UsageError(f"--grpc_max_threads={self.grpc_max_threads}: must be >= 1")
+        for name in ("grpc_max_threads", "feature_stats_sample_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name}={getattr(self, name)}: must be >= 1")
         if self.batching_parameters_file and not self.enable_batching:
             raise UsageError("--batching_parameters_file requires --enable_batching")
         self.channel_arguments()

@@ -115,7 +115,8 @@ class ModelServer:
         else:
             runner = inference.direct_runner
             async_runner = inference.unbatched_runner(self._model_threads)
-        return DataPlane(self.manager, self.metrics, runner, async_runner)
+        return DataPlane(self.manager, self.metrics, runner, async_runner,
+                         self.options.feature_stats_sample_every)
 
     # ------------------------------------------------------------ lifecycle
 

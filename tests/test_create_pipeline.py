@@ -5,7 +5,9 @@ import json
 import pytest
 
 from pipeline import pipeline as dag
-from pipeline.configs import EvalConfig, FeatureGenConfig, PipelineConfig, TrainerConfig
+from common.errors import UsageError
+from pipeline.configs import (EvalConfig, FeatureGenConfig, PipelineConfig, TrainerConfig,
+                              ValidationConfig)
 
 CONFIG = PipelineConfig(
     pipeline_name="fraud-test", model_name="fraud_v2", data_root="/data/raw",
@@ -14,6 +16,8 @@ CONFIG = PipelineConfig(
     feature_gen=FeatureGenConfig(eval_start_date="2026-02-01", eval_days=3),
     trainer=TrainerConfig(hidden_units=(8, 4), epochs=2, target_sparsity=0.7),
     evaluation=EvalConfig(threshold=0.8, min_precision=0.3, min_recall=0.4, max_drop=0.02),
+    validation=ValidationConfig(drift_action="stop", psi_threshold=0.2,
+                                serving_statistics="/cfg/serving_stats.tfrecord"),
 )
 
 
@@ -27,8 +31,8 @@ def test_every_component_is_in_the_dag(built):
     _, nodes = built
     assert set(nodes) == {
         dag.FEATURE_GEN, dag.STATISTICS_GEN, dag.SCHEMA_IMPORTER, dag.EXAMPLE_VALIDATOR,
-        dag.ANOMALY_GATE, dag.TRANSFORM, dag.TRAINER, dag.BLESSED_MODEL_RESOLVER,
-        dag.EVALUATOR, dag.PUSHER}
+        dag.PREVIOUS_STATISTICS_RESOLVER, dag.ANOMALY_GATE, dag.TRANSFORM, dag.TRAINER,
+        dag.BLESSED_MODEL_RESOLVER, dag.EVALUATOR, dag.PUSHER}
 
 
 @pytest.mark.parametrize("before, after", [
@@ -36,6 +40,9 @@ def test_every_component_is_in_the_dag(built):
     (dag.STATISTICS_GEN, dag.EXAMPLE_VALIDATOR),
     (dag.SCHEMA_IMPORTER, dag.EXAMPLE_VALIDATOR),
     (dag.EXAMPLE_VALIDATOR, dag.ANOMALY_GATE),
+    (dag.STATISTICS_GEN, dag.ANOMALY_GATE),
+    (dag.SCHEMA_IMPORTER, dag.ANOMALY_GATE),
+    (dag.PREVIOUS_STATISTICS_RESOLVER, dag.ANOMALY_GATE),
     (dag.ANOMALY_GATE, dag.TRANSFORM),
     (dag.TRANSFORM, dag.TRAINER),
     (dag.TRAINER, dag.EVALUATOR),
@@ -53,6 +60,39 @@ def test_transform_waits_for_the_anomaly_gate(built):
     _, nodes = built
     # Bad data must stop the run before anything is fitted to it.
     assert dag.ANOMALY_GATE in {node.id for node in nodes[dag.TRANSFORM].upstream_nodes}
+
+
+def test_the_gate_compares_with_the_statistics_an_earlier_gate_passed(built):
+    _, nodes = built
+    gate = nodes[dag.ANOMALY_GATE]
+    assert gate.inputs["previous_statistics"].producer_component_id == \
+        dag.PREVIOUS_STATISTICS_RESOLVER
+    resolver = nodes[dag.PREVIOUS_STATISTICS_RESOLVER]
+    assert resolver.exec_properties["resolver_class"].__name__ == "LatestArtifactStrategy"
+    # Its channel is a query of MLMD (the gate's outputs of earlier runs), not an edge.
+    channel = resolver.raw_inputs["statistics"]
+    assert (channel.producer_component_id, channel.output_key) == (
+        dag.ANOMALY_GATE, "validated_statistics")
+    assert not resolver.upstream_nodes
+
+
+def test_validation_settings_reach_the_gate(built):
+    _, nodes = built
+    props = nodes[dag.ANOMALY_GATE].exec_properties
+    assert props["drift_action"] == "stop"
+    assert props["psi_threshold"] == 0.2
+    assert props["serving_statistics"] == "/cfg/serving_stats.tfrecord"
+    stats_options = json.loads(nodes[dag.STATISTICS_GEN].exec_properties["stats_options_json"])
+    assert stats_options["_num_quantiles_histogram_buckets"] == 100
+
+
+@pytest.mark.parametrize("validation, message", [
+    (ValidationConfig(drift_action="halt"), "validation.drift_action must be one of warn, stop"),
+    (ValidationConfig(psi_threshold=0), "validation.psi_threshold must be a number > 0"),
+])
+def test_bad_validation_settings_are_usage_errors(validation, message):
+    with pytest.raises(UsageError, match=message):
+        dag.create_pipeline(dataclasses.replace(CONFIG, validation=validation))
 
 
 def test_pipeline_settings_come_from_the_config(built):

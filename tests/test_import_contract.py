@@ -11,7 +11,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROOMS = ("common", "datagen", "components", "pipeline", "serving", "engine", "ledger", "cli")
+ROOMS = ("common", "datagen", "components", "pipeline", "serving", "engine", "ledger", "monitor", "cli")
 LINT_IMPORTS = os.path.join(os.path.dirname(sys.executable), "lint-imports")
 
 
@@ -29,7 +29,8 @@ def lint(tree, imports):
 
 
 def test_imports_that_run_downward_keep_the_contract(tmp_path):
-    result = lint(tmp_path, {"cli": ROOMS[:-1], "ledger": ["pipeline", "serving", "engine"],
+    result = lint(tmp_path, {"cli": ROOMS[:-1], "monitor": ["ledger", "engine", "pipeline"],
+                             "ledger": ["pipeline", "serving", "engine"],
                              "engine": ["serving", "components", "common"],
                              "serving": ["common"], "pipeline": ["components", "common"],
                              "datagen": ["components"], "components": ["common"]})
@@ -40,7 +41,8 @@ def test_imports_that_run_downward_keep_the_contract(tmp_path):
     ("common", "components"), ("components", "pipeline"), ("datagen", "serving"),
     ("pipeline", "serving"), ("pipeline", "engine"), ("serving", "engine"),
     ("serving", "pipeline"), ("engine", "pipeline"), ("engine", "cli"), ("pipeline", "ledger"),
-    ("serving", "ledger"), ("ledger", "cli"),
+    ("serving", "ledger"), ("ledger", "cli"), ("ledger", "monitor"), ("engine", "monitor"),
+    ("monitor", "cli"),
 ])
 def test_an_import_against_the_flow_breaks_the_contract(tmp_path, importer, imported):
     result = lint(tmp_path, {importer: [imported]})

@@ -6,6 +6,7 @@ running preprocessing_fn's analysis with tf.Transform on Beam.
 """
 import dataclasses
 import json
+import math
 import os
 
 import numpy as np
@@ -20,7 +21,7 @@ from tfx.utils import json_utils, proto_utils
 
 from common import serving_contract as contract
 from common.errors import DataError, UsageError
-from components import compression, features, trainer
+from components import calibration, compression, features, trainer
 from pipeline.configs import TrainerConfig
 # The session-scoped synthetic data and Transform graph, shared with test_preprocessing.
 from test_preprocessing import raw_data  # noqa: F401
@@ -117,9 +118,9 @@ def test_export_is_complete_with_all_signatures(trained):
     signatures = saved_model.meta_graphs[0].signature_def
     assert signatures["serving_default"].method_name == "tensorflow/serving/predict"
     assert list(signatures["serving_default"].inputs) == ["examples"]
-    assert list(signatures["serving_default"].outputs) == ["fraud_probability"]
+    assert set(signatures["serving_default"].outputs) == {"fraud_probability", "raw_score"}
     assert set(signatures["serving_raw"].inputs) == set(features.MODEL_FEATURES)
-    assert list(signatures["serving_raw"].outputs) == ["fraud_probability"]
+    assert set(signatures["serving_raw"].outputs) == {"fraud_probability", "raw_score"}
     assert signatures["classification"].method_name == "tensorflow/serving/classify"
     assert list(signatures["classification"].inputs) == ["inputs"]
     assert signatures["classification"].outputs["classes"].dtype == tf.string.as_datatype_enum
@@ -194,6 +195,49 @@ def test_training_logs_for_tensorboard(trained):
     assert events
 
 
+def _logit(p):
+    p = np.asarray(p, np.float64)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _served(loaded_model, rows):
+    outputs = loaded_model.signatures["serving_default"](examples=_serialized(rows))
+    return outputs["fraud_probability"].numpy(), outputs["raw_score"].numpy()
+
+
+def test_fraud_probability_is_the_raw_score_prior_corrected_for_the_class_weights(
+        trained, loaded, raw_data):
+    weights = _read_json(trained.model_run_dir, trainer.CLASS_BALANCE_FILE)["class_weight"]
+    shift = np.log(weights["1"] / weights["0"])
+    assert shift > 0  # frauds were weighted up
+    rows = raw_data["eval_rows"][:64]
+    probability, raw = _served(loaded, rows)
+    np.testing.assert_allclose(probability, _sigmoid(_logit(raw) - shift), rtol=1e-5, atol=1e-7)
+    assert np.all(probability < raw)
+    by_features = loaded.signatures["serving_raw"](**_raw_batch(rows))
+    np.testing.assert_allclose(by_features["raw_score"].numpy(), raw, rtol=1e-6, atol=1e-7)
+
+
+def test_calibrated_brier_is_lower_than_the_raw_one_on_the_eval_split(trained, loaded, raw_data):
+    rows = raw_data["eval_rows"]
+    labels = [row["is_fraud"] for row in rows]
+    probability, raw = _served(loaded, rows)
+    calibrated_brier = calibration.brier_score(labels, probability)
+    raw_brier = calibration.brier_score(labels, raw)
+    assert calibrated_brier < raw_brier
+    # The Trainer's report measured the same scores on the same split.
+    report = _read_json(trained.model_run_dir, calibration.CALIBRATION_FILE)
+    assert report["eval_examples"] == len(rows)
+    assert report["fraud_probability"]["brier"] == pytest.approx(calibrated_brier, rel=1e-4)
+    assert report["raw_score"]["brier"] == pytest.approx(raw_brier, rel=1e-4)
+    assert report["fraud_probability"]["ece"] == pytest.approx(
+        calibration.expected_calibration_error(labels, probability), rel=1e-4, abs=1e-6)
+
+
 def test_class_weights_derive_from_training_label_counts(trained, raw_data):
     labels = np.array([row["is_fraud"] for row in raw_data["train_rows"]])
     n, frauds = len(labels), int(labels.sum())
@@ -227,6 +271,18 @@ def test_balanced_resampling_replaces_class_weights(trained_qat):
     assert report["class_weight"] is None
 
 
+def test_resampled_model_is_corrected_for_the_resampled_fraud_share(trained_qat, raw_data):
+    counts = _read_json(trained_qat.model_run_dir, trainer.CLASS_BALANCE_FILE)["label_counts"]
+    fraud_share = counts["1"] / (counts["0"] + counts["1"])
+    # Batches half frauds: ln(0.5 / 0.5) - ln(pi / (1 - pi)).
+    shift = -np.log(fraud_share / (1 - fraud_share))
+    report = _read_json(trained_qat.model_run_dir, calibration.CALIBRATION_FILE)
+    assert report["logit_shift"] == pytest.approx(shift)
+    probability, raw = _served(tf.saved_model.load(trained_qat.serving_model_dir),
+                               raw_data["eval_rows"][:32])
+    np.testing.assert_allclose(probability, _sigmoid(_logit(raw) - shift), rtol=1e-5, atol=1e-7)
+
+
 # ---------------------------------------------------------------------------
 # Pieces.
 
@@ -238,6 +294,19 @@ def test_class_weight_schemes():
     assert trainer.class_weights(counts, "none") == {0: 1.0, 1: 1.0}
     with pytest.raises(DataError, match="is_fraud=1"):
         trainer.class_weights({0: 10}, "balanced")
+
+
+def test_prior_correction_of_each_scheme():
+    counts = {0: 900, 1: 100}
+
+    def shift(scheme):
+        return trainer.logit_shift(counts, trainer.class_weights(counts, scheme))
+
+    # balanced: w1 / w0 = n0 / n1 = 9, the same as resampling to half frauds.
+    assert shift("balanced") == pytest.approx(math.log(9))
+    assert trainer.logit_shift(counts, None) == pytest.approx(math.log(9))
+    assert shift("sqrt") == pytest.approx(math.log(3))
+    assert shift("none") == 0.0
 
 
 def test_balanced_resampling_draws_both_classes_equally(trained, raw_data):

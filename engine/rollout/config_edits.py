@@ -3,7 +3,7 @@ from typing import Sequence
 
 from engine.rollout import RolloutError
 from engine.rollout.model_config import find_model, specific_versions
-from engine.routing import CANARY, STABLE
+from engine.routing import CANARY, PREVIOUS, STABLE
 
 
 def _copy(config):
@@ -39,6 +39,30 @@ def with_version_staged(config, model_name: str, version: int,
 def with_label(config, model_name: str, label: str, version: int, where: str):
     new = _copy(config)
     find_model(new, model_name, where).version_labels[label] = version
+    return new
+
+
+def promoted(config, model_name: str, where: str):
+    """`config` with `stable` on the canary version and `previous` on the version it replaces."""
+    new = _copy(config)
+    labels = find_model(new, model_name, where).version_labels
+    if CANARY not in labels:
+        raise RolloutError(f"{where}: model '{model_name}' has no '{CANARY}' label to promote")
+    if labels.get(STABLE) != labels[CANARY]:  # a re-run promote keeps the first previous
+        if STABLE in labels:
+            labels[PREVIOUS] = labels[STABLE]
+        labels[STABLE] = labels[CANARY]
+    return new
+
+
+def reverted(config, model_name: str, where: str):
+    """`config` with `stable` moved back to `previous` (which is then removed)."""
+    new = _copy(config)
+    labels = find_model(new, model_name, where).version_labels
+    if PREVIOUS not in labels:
+        raise RolloutError(f"{where}: model '{model_name}' has no '{PREVIOUS}' version to go "
+                           "back to")
+    labels[STABLE] = labels.pop(PREVIOUS)
     return new
 
 

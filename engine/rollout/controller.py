@@ -5,12 +5,12 @@ from typing import Callable, Dict, Optional, Sequence
 
 from common.files import atomic_write_text
 from engine.rollout import RolloutError
-from engine.rollout.config_edits import (with_label, with_version_staged,
+from engine.rollout.config_edits import (promoted, reverted, with_label, with_version_staged,
                                          without_unlabelled_versions)
 from engine.rollout.fleet import AVAILABLE, END, Fleet
 from engine.rollout.model_config import (find_model, is_local, read_config, specific_versions,
                                          version_dir_complete, write_config)
-from engine.routing import (CANARY, NO_CANARY, STABLE, ModelRouting, read_routing,
+from engine.routing import (CANARY, NO_CANARY, PREVIOUS, STABLE, ModelRouting, read_routing,
                             routing_path_for, write_model_routing)
 
 
@@ -98,6 +98,13 @@ class Rollout:
                 return f"{address} reports version {version} {state}"
         return None
 
+    def _labels_everywhere(self, labels) -> Optional[str]:
+        for label, version in sorted(labels.items()):
+            missing = self._label_everywhere(label, version)
+            if missing:
+                return missing
+        return None
+
     def _label_everywhere(self, label: str, version: int) -> Optional[str]:
         for address in self._servers().addresses:
             found = self.fleet.label_version(address, label)
@@ -155,19 +162,32 @@ class Rollout:
                                        shadow=shadow))
 
     def promote(self) -> int:
-        """Makes the canary version stable, then drops the old one; returns the new stable."""
+        """Makes the canary version stable and keeps the one it replaces as `previous`,
+        loaded; then drops the canary label and the versions no label points at.
+        Returns the new stable version."""
         config = read_config(self.config_path)
-        labels = self._model(config).version_labels
-        if CANARY not in labels:
-            raise RolloutError(f"{self.config_path}: model '{self.model_name}' has no "
-                               f"'{CANARY}' label to promote")
-        version = labels[CANARY]
-        if labels.get(STABLE) != version:
-            new = with_label(config, self.model_name, STABLE, version, self.config_path)
-            self._apply(new, f"label {STABLE} -> {version}",
-                        lambda: self._label_everywhere(STABLE, version))
+        new = promoted(config, self.model_name, self.config_path)
+        labels = self._model(new).version_labels
+        version = labels[STABLE]
+        if new != config:
+            self._apply(new, f"label {STABLE} -> {version}, {PREVIOUS} -> "
+                             f"{labels.get(PREVIOUS)}",
+                        lambda: self._labels_everywhere(labels))
         self._retire_canary()
         return version
+
+    def revert_to_previous(self) -> tuple:
+        """Moves `stable` back to `previous` (loaded, so nothing reloads); returns (from, to)."""
+        config = read_config(self.config_path)
+        before = self._model(config).version_labels.get(STABLE)
+        new = reverted(config, self.model_name, self.config_path)
+        version = self._model(new).version_labels[STABLE]
+        missing = self._all_available(version, old_failures={})
+        if missing:
+            raise RolloutError(f"{missing}; cannot move '{STABLE}' back to it")
+        self._apply(new, f"label {STABLE} -> {version} (back from {before})",
+                    lambda: self._label_everywhere(STABLE, version))
+        return before, version
 
     def rollback(self) -> None:
         """Stops canary traffic and drops the canary version; `stable` stays as it is."""

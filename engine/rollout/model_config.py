@@ -5,7 +5,7 @@ from typing import List, Optional
 from common.files import atomic_write_text
 from common.serving_contract import is_complete_version
 from engine.rollout import RolloutError
-from engine.routing import CANARY, STABLE
+from engine.routing import CANARY, PREVIOUS, STABLE
 
 URL_SCHEMES = ("gs://", "s3://", "hdfs://", "http://", "https://")
 
@@ -96,8 +96,9 @@ def _validate_versions(model, at: str) -> None:
         if versions is None and local and not version_dir_complete(model.base_path, version):
             raise RolloutError(f"{at}.version_labels[{label}]: version {version} has no "
                                f"complete SavedModel under {model.base_path}")
-    if CANARY in model.version_labels and STABLE not in model.version_labels:
-        raise RolloutError(f"{at}.version_labels: '{CANARY}' without '{STABLE}'")
+    for label in (CANARY, PREVIOUS):
+        if label in model.version_labels and STABLE not in model.version_labels:
+            raise RolloutError(f"{at}.version_labels: '{label}' without '{STABLE}'")
 
 
 def write_config(path: str, config) -> None:

@@ -27,8 +27,9 @@ from engine.rollout import RolloutError
 from engine.rollout.controller import Rollout, RolloutOptions
 from engine.rollout.fleet import AVAILABLE, Fleet
 from engine.rollout.fleet_metrics import fleet_version_metrics
-from engine.rollout.model_config import find_model, read_config, specific_versions, validate_config
-from engine.routing import CANARY, STABLE, Router
+from engine.rollout.model_config import (find_model, read_config, specific_versions,
+                                         validate_config)
+from engine.routing import CANARY, PREVIOUS, STABLE, Router
 from serving.options import ServerOptions
 from serving.server import ModelServer
 
@@ -202,7 +203,8 @@ def test_full_canary_cycle_with_zero_failed_requests(fleet_dir, servers, capsys)
             assert re.search(rf"^  {version}: score p50 [0-9.]+ p90", printed, re.M), printed
 
         rollout.promote()
-        assert model_labels(config) == ({STABLE: 2}, [2])
+        # The replaced version stays loaded as `previous`: a rollback is one label move.
+        assert model_labels(config) == ({STABLE: 2, PREVIOUS: 1}, [1, 2])
         time.sleep(2 * ROUTER_REFRESH_SECONDS)
         after_promote = loop.mark()
         loop.wait_for(100)
@@ -212,7 +214,7 @@ def test_full_canary_cycle_with_zero_failed_requests(fleet_dir, servers, capsys)
         rollout.canary(3, 0.5)
         loop.wait_for(100)
         rollout.rollback()
-        assert model_labels(config) == ({STABLE: 2}, [2])
+        assert model_labels(config) == ({STABLE: 2, PREVIOUS: 1}, [1, 2])
         time.sleep(2 * ROUTER_REFRESH_SECONDS)
         after_rollback = loop.mark()
         loop.wait_for(100)
@@ -263,7 +265,7 @@ def test_rollout_killed_between_two_writes_leaves_a_served_config(fleet_dir, ser
 
         # Killed between writes: stable already moved, old version still pinned.
         labels, versions = model_labels(config)
-        assert labels == {STABLE: 2, CANARY: 2} and versions == [1, 2]
+        assert labels == {STABLE: 2, CANARY: 2, PREVIOUS: 1} and versions == [1, 2]
         validate_config(read_config(config), config)
         assert not [p for p in os.listdir(tmp) if p.endswith(".tmp")]
         time.sleep(3 * POLL_SECONDS)
@@ -280,7 +282,7 @@ def test_rollout_killed_between_two_writes_leaves_a_served_config(fleet_dir, ser
 
         # Running the interrupted step again completes it.
         rollout.promote()
-        assert model_labels(config) == ({STABLE: 2}, [2])
+        assert model_labels(config) == ({STABLE: 2, PREVIOUS: 1}, [1, 2])
     finally:
         fleet.close()
 

@@ -8,11 +8,13 @@ import os
 import pytest
 
 from engine.rollout import RolloutError
-from engine.rollout.config_edits import with_label, with_version_staged, without_unlabelled_versions
+from engine.rollout.config_edits import (promoted, reverted, with_label, with_version_staged,
+                                         without_unlabelled_versions)
 from engine.rollout.controller import Rollout
 from engine.rollout.fleet_metrics import version_metrics_from_texts
-from engine.rollout.model_config import find_model, read_config, specific_versions, validate_config, write_config
-from engine.routing import CANARY, STABLE
+from engine.rollout.model_config import (find_model, read_config, specific_versions,
+                                         validate_config, write_config)
+from engine.routing import CANARY, PREVIOUS, STABLE
 
 CONFIG = """
 model_config_list {
@@ -184,3 +186,30 @@ def test_server_metrics_are_split_by_version_and_merged_over_servers():
     # A percentile is its bucket's upper bound: 500 us falls in (340.2, 612.2].
     assert figures["100"]["latency_us_p50"] == pytest.approx(612.22)
     assert figures["100"]["latency_us_p99"] < 1000 < figures["100"]["latency_us_mean"]
+
+
+def test_promote_keeps_the_replaced_version_as_previous_and_revert_moves_stable_back(config_path):
+    staged = with_label(with_version_staged(read_config(config_path), "fraud", 200, [],
+                                            config_path), "fraud", CANARY, 200, config_path)
+    after = promoted(staged, "fraud", config_path)
+    assert dict(model_of(after).version_labels) == {STABLE: 200, CANARY: 200, PREVIOUS: 100}
+    # Promoting again (an interrupted promote re-run) keeps the first previous.
+    assert promoted(after, "fraud", config_path) == after
+    retired = without_unlabelled_versions(after, "fraud", config_path)
+    assert dict(model_of(retired).version_labels) == {STABLE: 200, PREVIOUS: 100}
+    assert specific_versions(model_of(retired)) == [100, 200]
+    back = reverted(retired, "fraud", config_path)
+    assert dict(model_of(back).version_labels) == {STABLE: 100}
+    for config in (after, retired, back):
+        validate_config(config, config_path)
+    with pytest.raises(RolloutError, match="no 'previous' version"):
+        reverted(back, "fraud", config_path)
+
+
+def test_previous_without_stable_is_refused(config_path):
+    config = read_config(config_path)
+    model = model_of(config)
+    del model.version_labels[STABLE]
+    model.version_labels[PREVIOUS] = 100
+    with pytest.raises(RolloutError, match="'previous' without 'stable'"):
+        validate_config(config, config_path)
