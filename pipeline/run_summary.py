@@ -182,11 +182,22 @@ def summarize(metadata_path: str, pipeline_name: str) -> RunSummary:
         # The ledger measured the run itself; MLMD's update time moves when it is written.
         seconds = priced.wall_seconds if priced else (
             execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000.0
-        summary.components.append(ComponentRun(node or "?", state_name(execution), seconds,
+        summary.components.append(ComponentRun(node or "?", _state(node, execution), seconds,
                                                 priced.cost if priced else None))
         summary.currency = summary.currency or currency_of(execution)
         _fill_from_outputs(summary, node, output_artifacts(store, execution.id))
     return summary
+
+
+def _state(node: Optional[str], execution) -> str:
+    """The execution's state as the summary shows it."""
+    from pipeline import pipeline as dag  # pylint: disable=import-outside-toplevel
+
+    state = state_name(execution)
+    # TFX records a resolver that finds nothing as failed; the run goes on without it.
+    if node == dag.PREVIOUS_STATISTICS_RESOLVER and state == "failed":
+        return "no earlier run"
+    return state
 
 
 # ---------------------------------------------------------------------------

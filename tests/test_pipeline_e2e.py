@@ -5,6 +5,7 @@ what it recorded in MLMD and what it pushed.
 """
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
@@ -64,6 +65,8 @@ def test_every_component_executed(pipeline_run):
     # failed, and the run goes on.
     states = {node: state for node, state, _ in runs}
     assert states.pop(dag.PREVIOUS_STATISTICS_RESOLVER) == "failed"
+    assert re.search(rf"{dag.PREVIOUS_STATISTICS_RESOLVER}\s+no earlier run",
+                     pipeline_run.result.stdout)
     assert set(states.values()) == {"ran"}, runs
 
 
