@@ -14,7 +14,7 @@ from components.anomaly_gate import drift as data_drift
 from components.anomaly_gate.executor import DRIFT_FILE, VALIDATED_STATISTICS_KEY
 from components.calibration import CALIBRATION_FILE
 from pipeline.configs import EvalConfig
-from pipeline.cost_ledger import currency_of, stored_cost
+from pipeline.cost_ledger import currency_of, directory_bytes, stored_cost
 from pipeline.mlmd_queries import (custom_property, latest_run_executions, open_store,
                                    output_artifacts, state_name)
 COMPRESSION_FILE = "compression.json"
@@ -115,11 +115,6 @@ def validation_failures(evaluation_uri: str) -> List[str]:
     return [_describe_failure(failure)
             for per_slice in result.metric_validations_per_slice
             for failure in per_slice.failures]
-
-
-def directory_bytes(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(root, name))
-               for root, _, names in os.walk(path) for name in names)
 
 
 def read_model_run_json(model_run_uri: str, name: str) -> Optional[dict]:
