@@ -44,12 +44,20 @@ def read_split(examples_uri: str, split: str, max_rows: int) -> Tuple[Columns, n
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-    rows = [features.from_example(tf.train.Example.FromString(record.numpy()))
-            for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(max_rows)]
+    rows = [features.from_example(tf.train.Example.FromString(record))
+            for record in split_records(examples_uri, split, max_rows)]
     if not rows:
         raise ValueError(f"{examples_uri}: the {split} split holds no examples")
     return feature_columns(rows), np.array([row[features.LABEL_KEY] for row in rows])
+
+
+def split_records(examples_uri: str, split: str, count: int) -> List[bytes]:
+    """The first `count` serialized tf.Examples of a FeatureGen split (gzipped TFRecords)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    return [record.numpy() for record in
+            tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
 
 
 def feature_columns(rows: Sequence[Mapping]) -> Columns:

@@ -88,21 +88,13 @@ def _measured(pipeline_root: str, kind: str, version: int, measure: Optional[Cal
 
 def _serving_figures(pipeline_root: str, pushed, options: ReportOptions) -> Optional[dict]:
     def measure():
-        examples = serving_examples(pushed.examples_uri, options.serving_transactions)
+        # The first eval transactions: the fixed replay sample.
+        examples = feature_values.split_records(pushed.examples_uri, "eval",
+                                                options.serving_transactions)
         return serving_cost.measure(pushed.directory, options.model_name, examples,
                                     options.batching_config)
     can_measure = options.measure and os.path.isdir(pushed.directory)
     return _measured(pipeline_root, "serving", pushed.version, measure if can_measure else None)
-
-
-def serving_examples(examples_uri: str, count: int) -> List[bytes]:
-    """The first `count` serialized eval examples: the fixed replay sample."""
-    import glob  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    files = sorted(glob.glob(os.path.join(examples_uri, "Split-eval", "*")))
-    return [record.numpy() for record in
-            tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)]
 
 
 def _model_records(store, runs, pipeline_root: str, prices: CostConfig,
