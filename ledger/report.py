@@ -21,7 +21,7 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Optional
 
-from common.files import atomic_write_text
+from common.files import kept_json
 from ledger import feature_costs, feature_values, serving_cost
 from pipeline import cost_ledger, eval_config, mlmd_queries, run_summary
 from pipeline.configs import CostConfig
@@ -74,16 +74,7 @@ def _quality(store, evaluator) -> Dict[str, Optional[float]]:
 
 def _measured(pipeline_root: str, kind: str, version: int, measure: Optional[Callable]):
     """A version's kept measurement of `kind`, measured now (and kept) when missing and allowed."""
-    path = os.path.join(pipeline_root, "ledger", kind, f"{version}.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    if measure is None:
-        return None
-    result = measure()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    return result
+    return kept_json(os.path.join(pipeline_root, "ledger", kind, f"{version}.json"), measure)
 
 
 def _serving_figures(pipeline_root: str, pushed, options: ReportOptions) -> Optional[dict]:

@@ -10,7 +10,8 @@ def _number(value: Optional[float], spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _table(header: Sequence[str], rows: List[Sequence[str]]) -> List[str]:
+def text_table(header: Sequence[str], rows: List[Sequence[str]]) -> List[str]:
+    """Left-aligned columns, two spaces apart, indented by two."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     return ["  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
             for row in [header, *rows]]
@@ -30,14 +31,15 @@ def _latest_run(report: Dict[str, Any]) -> List[str]:
                  f"{run['total_cpu_seconds']:.1f}", "", _money(run["total_cost"], currency),
                  "100.0%"))
     return ([f"latest run {run['run_id']}: cost by component"]
-            + _table(("component", "state", "wall s", "CPU s", "peak MB", "cost", "share"), rows))
+            + text_table(("component", "state", "wall s", "CPU s", "peak MB", "cost", "share"),
+                         rows))
 
 
 def _history(report: Dict[str, Any]) -> List[str]:
     rows = [(run["run_id"], str(sum(1 for c in run["components"] if c["cached"])),
              _money(run["total_cost"], report["currency"]) if run["components"] else "-",
              str(run["pushed_version"] or "-")) for run in report["runs"]]
-    return ["runs"] + _table(("run", "cached components", "cost", "pushed version"), rows)
+    return ["runs"] + text_table(("run", "cached components", "cost", "pushed version"), rows)
 
 
 def _models(report: Dict[str, Any]) -> List[str]:
@@ -50,7 +52,7 @@ def _models(report: Dict[str, Any]) -> List[str]:
              _money(m["training_cost"], currency), _number(m["cost_effectiveness"], ".2f"))
             for m in report["models"]]
     return (["model versions (serving CPU: riskpipe serve, 8 clients, the fleet's batching)"]
-            + _table(("version", "blessed", "ROC-AUC", "PR-AUC", "recall@1%FPR",
+            + text_table(("version", "blessed", "ROC-AUC", "PR-AUC", "recall@1%FPR",
                       "CPU ms/txn", "per 1M txns", "training", "cost-eff."), rows)
             + [f"  {report['cost_effectiveness_definition']}"])
 
@@ -64,7 +66,7 @@ def _features(report: Dict[str, Any]) -> List[str]:
              "cut?" if f["cut_candidate"] else "") for f in report["features"]]
     candidates = report["cut_candidates"]
     return (["features of the latest version (value: PR-AUC lost when shuffled, 3 repetitions)"]
-            + _table(("feature", "µs/txn", "cost share", "value ΔPR-AUC", "value share",
+            + text_table(("feature", "µs/txn", "cost share", "value ΔPR-AUC", "value share",
                       "value/cost", ""), rows)
             + [f"  candidates to cut (value share < {report['cut_threshold']:.0%} < cost share):"
                f" {', '.join(candidates) if candidates else 'none'}"])

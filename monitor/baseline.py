@@ -11,7 +11,6 @@ For each version the pipeline pushed, the monitor compares live figures with:
 
 Computed once per version and kept in <pipeline_root>/monitor/baseline-<version>.json.
 """
-import json
 import os
 from typing import Any, Dict, List
 
@@ -19,7 +18,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from common.distribution_stats import ks_statistic
-from common.files import atomic_write_text
+from common.files import kept_json
 from components import features
 from ledger import feature_values
 from pipeline import mlmd_queries
@@ -90,11 +89,8 @@ def baselines(pipeline_root: str, pipeline_name: str) -> Dict[int, Dict[str, Any
     for pushed in mlmd_queries.pushed_versions(store, pipeline_name, PUSHER, EVALUATOR,
                                                FEATURE_GEN):
         path = os.path.join(pipeline_root, "monitor", f"baseline-{pushed.version}.json")
-        if not os.path.exists(path):
-            if not os.path.isdir(pushed.directory):
-                continue
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_write_text(path, json.dumps(compute_baseline(pushed)) + "\n")
-        with open(path) as f:
-            found[pushed.version] = json.load(f)
+        on_disk = os.path.isdir(pushed.directory)
+        baseline = kept_json(path, (lambda p=pushed: compute_baseline(p)) if on_disk else None)
+        if baseline is not None:
+            found[pushed.version] = baseline
     return found

@@ -1,6 +1,8 @@
 """The monitor's report as a table for the terminal."""
 from typing import Any, Dict, List, Optional
 
+from ledger.report_text import text_table
+
 
 def _number(value: Optional[float], spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
@@ -21,12 +23,6 @@ def _day_rows(report: Dict[str, Any]) -> List[tuple]:
     return rows
 
 
-def _table(header: tuple, rows: List[tuple]) -> List[str]:
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    return ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-            for row in [header, *rows]]
-
-
 def _alert_line(alert: Dict[str, Any]) -> str:
     what = alert.get("subject", alert["metric"])
     line = (f"  {'ACTION' if alert['action'] else 'warning'} {alert['kind']}: version "
@@ -44,7 +40,7 @@ def format_report(report: Dict[str, Any]) -> str:
               "PR-AUC", "recall", "KS", "est. AUC", "score PSI", "top feature PSI")
     lines = [f"monitor as of {report['as_of']} (labels known by then; est. = estimated "
              "from calibrated scores, no labels needed)"]
-    lines += _table(header, _day_rows(report))
+    lines += text_table(header, _day_rows(report))
     alerts = report["alerts"]
     lines.append("alerts:" if alerts else "alerts: none")
     lines += [_alert_line(alert) for alert in alerts]
