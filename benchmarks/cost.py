@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from measure import run_measured  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
+from measure import riskpipe_command, run_measured  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
 
 MAX_OVERHEAD_SHARE = 0.02
 SAMPLE_SECONDS = 0.5
@@ -43,25 +43,23 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def riskpipe(*args: str) -> list:
-    return [sys.executable, "-m", "cli.main", *args]
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     work = args.work_dir or tempfile.mkdtemp(prefix="riskpipe-cost-")
     data, root = os.path.join(work, "data"), os.path.join(work, "pipeline")
-    subprocess.run(riskpipe("generate", "--transactions", str(args.transactions),
-                            "--days", str(args.days), "--fraud-rate", str(args.fraud_rate),
-                            "--seed", str(args.seed), "--out", data), cwd=REPO, check=True)
+    subprocess.run(riskpipe_command("generate", "--transactions", str(args.transactions),
+                                    "--days", str(args.days), "--fraud-rate",
+                                    str(args.fraud_rate), "--seed", str(args.seed),
+                                    "--out", data), cwd=REPO, check=True)
     code, wall, peak = run_measured(
-        riskpipe("run", "--data", data, "--pipeline-root", root,
-                 "--serving-root", os.path.join(work, "serving")), REPO, SAMPLE_SECONDS)
+        riskpipe_command("run", "--data", data, "--pipeline-root", root,
+                         "--serving-root", os.path.join(work, "serving")), REPO, SAMPLE_SECONDS)
     if code != 0:
         raise SystemExit(f"riskpipe run failed with exit code {code}")
     report_path = os.path.join(work, "report.json")
-    subprocess.run(riskpipe("report", "--pipeline-root", root, "--json", report_path,
-                            "--html", os.path.join(work, "report.html")), cwd=REPO, check=True)
+    subprocess.run(riskpipe_command("report", "--pipeline-root", root, "--json", report_path,
+                                    "--html", os.path.join(work, "report.html")),
+                   cwd=REPO, check=True)
     with open(report_path) as f:
         report = json.load(f)
     (ledger_path,) = glob.glob(os.path.join(root, "runs", "*", "cost.json"))

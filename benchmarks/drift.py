@@ -31,6 +31,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from common import runtime  # noqa: E402  # before TensorFlow is imported
+from measure import riskpipe_command  # noqa: E402  # benchmarks/ is on sys.path
 
 runtime.use_keras_2()
 runtime.quiet_startup(verbose=False)
@@ -49,10 +50,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def riskpipe(*args: str) -> list:
-    return [sys.executable, "-m", "cli.main", *args]
-
-
 def split_days(data: str, train: str, live: str) -> None:
     """Copies days 1..DRIFT_DAY-1 of `data` to `train`, the others to `live`."""
     days = sorted(name for name in os.listdir(data) if name.startswith("date="))
@@ -64,14 +61,16 @@ def split_days(data: str, train: str, live: str) -> None:
 def score_live(work: str, train: str, live: str, decisions: str) -> None:
     """Serves the pushed version and scores the live days through the engine."""
     base = os.path.join(work, "serving", "fraud")
-    server = subprocess.Popen(riskpipe("serve", "--port=0", "--bind_address=127.0.0.1",
-                                       "--model_name=fraud", f"--model_base_path={base}"),
+    server = subprocess.Popen(riskpipe_command("serve", "--port=0", "--bind_address=127.0.0.1",
+                                               "--model_name=fraud",
+                                               f"--model_base_path={base}"),
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True)
     try:
         port = int(server.stdout.readline().split()[-1])
-        subprocess.run(riskpipe("score", "--server", f"127.0.0.1:{port}", "--history", train,
-                                "--input", live, "--output", decisions, "--deadline", "30"),
+        subprocess.run(riskpipe_command("score", "--server", f"127.0.0.1:{port}", "--history",
+                                        train, "--input", live, "--output", decisions,
+                                        "--deadline", "30"),
                        cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     finally:
         server.terminate()
@@ -86,14 +85,15 @@ def prepare(args, work: str, drifted: bool) -> tuple:
     if drifted:
         command += ["--drift", "account_takeover", "--drift-start-day", str(DRIFT_DAY),
                     "--drift", "population_shift", "--drift-start-day", str(DRIFT_DAY)]
-    subprocess.run(riskpipe(*command), cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(riskpipe_command(*command), cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     split_days(data, train, live)
     root = os.path.join(work, "pipeline")
     config = os.path.join(work, "config.yaml")
     with open(config, "w") as f:
         f.write("feature_gen: {eval_days: 5}\n")
-    subprocess.run(riskpipe("run", "--data", train, "--pipeline-root", root, "--serving-root",
-                            os.path.join(work, "serving"), "--config", config),
+    subprocess.run(riskpipe_command("run", "--data", train, "--pipeline-root", root,
+                                    "--serving-root", os.path.join(work, "serving"),
+                                    "--config", config),
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     decisions = os.path.join(work, "decisions.jsonl")
     score_live(work, train, live, decisions)

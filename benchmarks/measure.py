@@ -1,20 +1,15 @@
-"""Wall time and peak memory of a child process and all its workers."""
+"""Wall time and peak memory of a riskpipe child process and all its workers."""
 import subprocess
+import sys
 import time
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
+
+from pipeline.cost_ledger import process_tree_rss
 
 
-def tree_rss_bytes(process) -> int:
-    """Resident memory of a psutil.Process and every descendant (Beam workers included)."""
-    import psutil  # pylint: disable=import-outside-toplevel
-
-    total = 0
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue  # a worker that ended between listing and reading
-    return total
+def riskpipe_command(*args: str) -> List[str]:
+    """`riskpipe ARGS...` run with this interpreter, from the repository."""
+    return [sys.executable, "-m", "cli.main", *args]
 
 
 def run_measured(command: Sequence[str], cwd: str, sample_seconds: float,
@@ -27,7 +22,7 @@ def run_measured(command: Sequence[str], cwd: str, sample_seconds: float,
     process, peak = psutil.Process(child.pid), 0
     while child.poll() is None:
         try:
-            peak = max(peak, tree_rss_bytes(process))
+            peak = max(peak, process_tree_rss(process))
         except psutil.NoSuchProcess:
             break
         time.sleep(sample_seconds)

@@ -85,12 +85,13 @@ def process_tree_cpu_seconds(process: psutil.Process) -> float:
 
 
 def process_tree_rss(process: psutil.Process) -> int:
-    total = process.memory_info().rss
-    for child in process.children(recursive=True):
+    """Resident memory of a process and every descendant (Beam workers included)."""
+    total = 0
+    for proc in [process, *process.children(recursive=True)]:
         try:
-            total += child.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
+            total += proc.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue  # a worker that ended between listing and reading
     return total
 
 
