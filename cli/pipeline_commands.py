@@ -20,9 +20,11 @@ from typing import Iterator, Optional
 from absl import logging as absl_logging
 
 from common.errors import UsageError
-from pipeline.configs import PipelineConfig, load_config
+from pipeline.configs import TASKS, PipelineConfig, credit_defaults, load_config
 
 DEMO_WORKDIR = os.path.join("runs", "demo")
+# Written into the pipeline root after a credit run.
+CURVES_FILE = "roc_ks.png"
 # The demo's dataset: big enough for stable metrics, small enough for a few minutes.
 DEMO_DATA = {"transactions": 60_000, "days": 30, "fraud_rate": 0.01, "seed": 0}
 _PROGRESS_MESSAGE = "Component %s is running."
@@ -56,21 +58,43 @@ def _add_run_options(parser) -> None:
                         help="show the full component, Beam and TensorFlow logs")
 
 
+def _add_task_options(parser) -> None:
+    parser.add_argument("--task", choices=TASKS, default="fraud",
+                        help="fraud: card transactions (default); credit: a bank's application "
+                             "table, see --label and --positive")
+    parser.add_argument("--label", metavar="COLUMN",
+                        help="credit: the label column (credit.label in --config)")
+    parser.add_argument("--positive", metavar="VALUE",
+                        help="credit: the label value that marks a default, e.g. 1 or bad "
+                             "(credit.positive)")
+    parser.add_argument("--id", metavar="COLUMN",
+                        help="credit: an optional id column, the hash split's key (credit.id)")
+    parser.add_argument("--date", metavar="COLUMN",
+                        help="credit: an optional application date column; the latest "
+                             "applications form the eval split (credit.date)")
+
+
 def _register_run(subparsers) -> None:
     parser = subparsers.add_parser(
         "run", help="run the TFX pipeline locally",
         description="Run the riskpipe TFX pipeline on this machine (LocalDagRunner, MLMD in "
-                    "SQLite under the pipeline root, Beam DirectRunner): FeatureGen, "
+                    "SQLite under the pipeline root, Beam DirectRunner). Fraud: FeatureGen, "
                     "StatisticsGen, ImportSchemaGen, ExampleValidator (a gate: anomalies stop "
-                    "the run), Transform, Trainer, Evaluator, Pusher. Unchanged inputs reuse "
-                    "cached component outputs. Exit 1 when the data is bad or a component "
-                    "fails, naming the component and the cause.")
-    parser.add_argument("--data", metavar="DIR",
-                        help="raw transactions: DIR/date=YYYY-MM-DD/transactions.csv")
+                    "the run), Transform, Trainer, Evaluator, Pusher. Credit (--task credit): "
+                    "the table is checked (column types shown, errors name the file, row and "
+                    "column), then CsvExampleGen, StatisticsGen, SchemaGen (first run) or "
+                    "the kept schema, the same gate, Transform, Trainer, Evaluator (KS, "
+                    "ROC-AUC), Pusher. Unchanged inputs reuse cached component outputs. Exit 1 "
+                    "when the data is bad or a component fails, naming the component and the "
+                    "cause.")
+    parser.add_argument("--data", metavar="PATH",
+                        help="fraud: raw transactions, DIR/date=YYYY-MM-DD/transactions.csv; "
+                             "credit: a CSV file or a directory of CSV files with a header row")
     parser.add_argument("--pipeline-root", metavar="DIR",
                         help="component outputs and metadata.sqlite (MLMD)")
     parser.add_argument("--serving-root", metavar="DIR",
                         help="blessed models are pushed to DIR/<model_name>/<version>/")
+    _add_task_options(parser)
     _add_run_options(parser)
     parser.set_defaults(func=run_command)
 
@@ -182,13 +206,27 @@ def _component_logging(verbose: bool) -> Iterator[None]:
 # ---------------------------------------------------------------------------
 # run / demo
 
+def _credit_flags(config: PipelineConfig, args) -> PipelineConfig:
+    flags = {key: getattr(args, key, None) for key in ("label", "positive", "id", "date")}
+    credit = dataclasses.replace(config.credit, **{k: v for k, v in flags.items() if v})
+    if not credit.label or not credit.positive:
+        raise UsageError("--task credit needs --label COLUMN and --positive VALUE "
+                         "(or credit.label and credit.positive in --config)")
+    return dataclasses.replace(config, credit=credit)
+
+
 def _pipeline_config(args, base: Optional[PipelineConfig] = None) -> PipelineConfig:
-    """The PipelineConfig of `base`, the --config file and the command-line flags."""
+    """The PipelineConfig of `base`, the task, the --config file and the command-line flags."""
+    base = base or PipelineConfig()
+    if getattr(args, "task", "fraud") == "credit":
+        base = credit_defaults(base)
     config = load_config(args.config, base)
     flags = {"data_root": getattr(args, "data", None),
              "pipeline_root": getattr(args, "pipeline_root", None),
              "serving_root": getattr(args, "serving_root", None)}
     config = dataclasses.replace(config, **{k: v for k, v in flags.items() if v})
+    if config.task == "credit":
+        config = _credit_flags(config, args)
     config = dataclasses.replace(config, beam_args=list(config.beam_args) + args.beam_arg,
                                  enable_cache=config.enable_cache and not args.no_cache)
     missing = [flag for flag, value in (("--data", config.data_root),
@@ -197,12 +235,15 @@ def _pipeline_config(args, base: Optional[PipelineConfig] = None) -> PipelineCon
     if missing:
         raise UsageError(f"missing {', '.join(missing)} (flags or data_root / pipeline_root / "
                          "serving_root in --config)")
-    if not os.path.isdir(config.data_root):
-        raise UsageError(f"--data {config.data_root}: no such directory")
+    exists = os.path.exists if config.task == "credit" else os.path.isdir
+    if not exists(config.data_root):
+        raise UsageError(f"--data {config.data_root}: no such "
+                         f"{'file or directory' if config.task == 'credit' else 'directory'}")
     return config
 
 
-def run_pipeline(config: PipelineConfig, verbose: bool = False) -> PipelineConfig:
+def run_pipeline(config: PipelineConfig, verbose: bool = False,
+                 credit_table=None) -> PipelineConfig:
     """Runs the pipeline; returns the resolved config the run used.
 
     Raises DataError (or UsageError) naming the component when bad data (or a
@@ -213,7 +254,7 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> PipelineConfi
 
     with _component_logging(verbose):
         try:
-            return local_runner.run(config)
+            return local_runner.run(config, credit_table)
         except local_runner.ComponentFailure as failure:
             if verbose:
                 traceback.print_exception(type(failure.__cause__), failure.__cause__,
@@ -223,23 +264,48 @@ def run_pipeline(config: PipelineConfig, verbose: bool = False) -> PipelineConfi
             raise PipelineFailed(str(failure)) from failure
 
 
-def _print_summary(config: PipelineConfig) -> None:
-    from pipeline import run_summary  # pylint: disable=import-outside-toplevel
+def _print_summary(config: PipelineConfig, staged=None) -> None:
+    """The run's summary; for credit (`staged`: its table) also the PNG of its curves."""
+    # pylint: disable=import-outside-toplevel
+    from pipeline import credit_plots, run_summary
 
+    label = {"label": staged.table.label} if staged else {}
     with _component_logging(verbose=False):
-        summary = run_summary.summarize(config.metadata_path, config.pipeline_name)
-    print(run_summary.format_summary(summary, config.evaluation))
+        summary = run_summary.summarize(config.metadata_path, config.pipeline_name, **label)
+    print(run_summary.format_summary(
+        summary, config.credit.blessing if staged else config.evaluation))
+    curves = (summary.credit_evaluation or {}).get("curves")
+    if curves:
+        path = os.path.join(config.pipeline_root, CURVES_FILE)
+        credit_plots.write_roc_ks_png(path, curves)
+        print(f"ROC and KS curves: {path}")
+
+
+def _checked_credit_table(config: PipelineConfig):
+    """Checks and stages a credit table, printing its columns as riskpipe reads them."""
+    from components.credit import table  # pylint: disable=import-outside-toplevel
+    from pipeline import local_runner  # pylint: disable=import-outside-toplevel
+
+    staged = local_runner.stage_credit_table(config)
+    print(table.describe(staged.table))
+    split = (f"out of time on {staged.table.date}: eval from {staged.eval_start_date} "
+             f"({staged.split_rows.get('eval', 0)} rows), train before it "
+             f"({staged.split_rows.get('train', 0)} rows)" if staged.eval_start_date else
+             f"hash of {staged.table.id or 'each row'}, {config.credit.eval_fraction:.0%} to eval")
+    print(f"split: {split}")
+    return staged
 
 
 def _run_and_report(config: PipelineConfig, args, command: str) -> Optional[PipelineConfig]:
     """Runs and prints the summary; None (after printing why) when a component failed."""
     try:
-        config = run_pipeline(config, args.verbose)
+        staged = _checked_credit_table(config) if config.task == "credit" else None
+        config = run_pipeline(config, args.verbose, staged)
     except PipelineFailed as err:
         hint = "" if args.verbose else " (rerun with --verbose for the component logs)"
         print(f"riskpipe {command}: error: {err}{hint}", file=sys.stderr)
         return None
-    _print_summary(config)
+    _print_summary(config, staged)
     return config
 
 

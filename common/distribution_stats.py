@@ -38,6 +38,23 @@ def psi(expected_counts: Sequence[float], actual_counts: Sequence[float]) -> flo
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def quantile_psi(expected_values: Sequence[float], actual_values: Sequence[float],
+                 bins: int = 10) -> float:
+    """The PSI of actual values against expected ones, over the expected values' quantile bins.
+
+    The usual PSI of a score between a development sample and a later one:
+    with deciles of the development scores, each bin holds a tenth of them.
+    """
+    expected = np.asarray(expected_values, dtype=float)
+    actual = np.asarray(actual_values, dtype=float)
+    edges = np.unique(np.quantile(expected, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+
+    def counts(values):
+        return np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+
+    return psi(counts(expected), counts(actual))
+
+
 def psi_band(value: float) -> str:
     """'stable', 'watch' or 'act' for a PSI value."""
     return next(band for bound, band in PSI_BANDS if value < bound)

@@ -40,6 +40,19 @@ OUTPUT_KEY = "fraud_probability"
 # class weights (fraud_probability is the calibrated one).
 RAW_SCORE_KEY = "raw_score"
 
+# The credit default model (task credit): the calibrated probability of default,
+# the same score on the scorecard's points scale, and the `explain` signature's
+# reason codes: per application the k features that push its score most toward
+# default (names, string [None, k]) and their contributions to the log-odds of
+# default (float [None, k]), strongest first.
+DEFAULT_PROBABILITY_KEY = "default_probability"
+SCORE_POINTS_KEY = "score_points"
+EXPLAIN = "explain"
+REASON_CODES_KEY = "reason_codes"
+REASON_CONTRIBUTIONS_KEY = "reason_contributions"
+# The calibrated probability a model of either task returns.
+PROBABILITY_KEYS = (OUTPUT_KEY, DEFAULT_PROBABILITY_KEY)
+
 # TF Serving serves Classify and Regress only from signatures with these method
 # names; tf.saved_model.save writes every signature with PREDICT_METHOD.
 PREDICT_METHOD = "tensorflow/serving/predict"

@@ -52,8 +52,13 @@ def _is_dense(layer: tf.keras.layers.Layer) -> bool:
     return isinstance(layer, tf.keras.layers.Dense)
 
 
-def prune_dense_layers(model: tf.keras.Model, plan: PruningPlan) -> tf.keras.Model:
-    """A copy of an untrained model whose Dense layers are wrapped for magnitude pruning."""
+def prune_dense_layers(model: tf.keras.Model, plan: PruningPlan,
+                       trained: bool = False) -> tf.keras.Model:
+    """A copy of the model whose Dense layers are wrapped for magnitude pruning.
+
+    An untrained model's other layers are rebuilt from their configs; a trained
+    one's are reused, so its embeddings keep their weights for fine-tuning.
+    """
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=plan.target_sparsity,
         begin_step=plan.begin_step, end_step=plan.end_step, frequency=plan.frequency)
@@ -61,7 +66,7 @@ def prune_dense_layers(model: tf.keras.Model, plan: PruningPlan) -> tf.keras.Mod
     def clone(layer):
         if _is_dense(layer):
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
-        return layer.__class__.from_config(layer.get_config())
+        return layer if trained else layer.__class__.from_config(layer.get_config())
 
     return tf.keras.models.clone_model(model, clone_function=clone)
 

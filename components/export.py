@@ -124,8 +124,12 @@ def calibrated_probability(raw_score: tf.Tensor, logit_shift: float) -> tf.Tenso
     The logit is taken back from the sigmoid output as log(p) - log(1 - p), exact
     up to float32 rounding; a score saturated at 0 or 1 stays there.
     """
-    logit = tf.math.log(raw_score) - tf.math.log1p(-raw_score)
-    return tf.sigmoid(logit - logit_shift)
+    return tf.sigmoid(logit(raw_score) - logit_shift)
+
+
+def logit(probability: tf.Tensor) -> tf.Tensor:
+    """log(p) - log(1 - p): a sigmoid output's logit, exact up to float32 rounding."""
+    return tf.math.log(probability) - tf.math.log1p(-probability)
 
 
 def _make_signatures(model: tf.keras.Model, tft_layer: tf.keras.Model,
@@ -213,14 +217,15 @@ def warmup_requests(serialized_examples: Sequence[bytes],
     return records
 
 
-def _replay_warmup(export_dir: str, records: Sequence[prediction_log_pb2.PredictionLog]) -> None:
+def replay_warmup(export_dir: str, records: Sequence[prediction_log_pb2.PredictionLog],
+                  output_key: str = OUTPUT_KEY) -> None:
     """Runs every warmup request on the exported model, as a server does at load."""
     loaded = tf.saved_model.load(export_dir)
 
     def predict(request: predict_pb2.PredictRequest) -> None:
         signature = loaded.signatures[request.model_spec.signature_name]
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        scores = signature(**inputs)[OUTPUT_KEY]
+        scores = signature(**inputs)[output_key]
         if scores.shape[0] != len(inputs[EXAMPLES_INPUT]):
             raise ValueError(f"a warmup request returned {scores.shape[0]} scores for "
                              f"{len(inputs[EXAMPLES_INPUT])} examples")
@@ -228,7 +233,7 @@ def _replay_warmup(export_dir: str, records: Sequence[prediction_log_pb2.Predict
     contract.replay_warmup(records, {"predict_log": predict})
 
 
-def _publish(source_dir: str, serving_model_dir: str) -> None:
+def publish(source_dir: str, serving_model_dir: str) -> None:
     """Copies a SavedModel directory, writing saved_model.pb last."""
     if tf.io.gfile.exists(serving_model_dir) and tf.io.gfile.listdir(serving_model_dir):
         raise FileExistsError(f"serving model directory {serving_model_dir} is not empty")
@@ -259,13 +264,25 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
     module.model_variables = list(model.variables)
     module.tft_layer = tf_transform_output.transform_features_layer()
     signatures = _make_signatures(model, module.tft_layer, tf_transform_output, logit_shift)
-    records = warmup_requests(warmup_examples, num_warmup_records)
+    save_and_publish(module, signatures, serving_model_dir,
+                     warmup_requests(warmup_examples, num_warmup_records), OUTPUT_KEY)
+
+
+def save_and_publish(module: tf.Module, signatures, serving_model_dir: str,
+                     records: Sequence[prediction_log_pb2.PredictionLog],
+                     output_key: str) -> None:
+    """Saves, checks by replaying the warmup requests, then publishes (saved_model.pb last).
+
+    The model is written to a local temporary directory first, so a failure
+    leaves nothing in the serving directory.
+    """
     staging = tempfile.mkdtemp(prefix="riskpipe-export-")
     try:
         tf.saved_model.save(module, staging, signatures=signatures)
-        set_signature_methods(staging, contract.SIGNATURE_METHODS)
+        set_signature_methods(staging, {name: method for name, method in
+                                        contract.SIGNATURE_METHODS.items() if name in signatures})
         contract.write_warmup_requests(staging, records)
-        _replay_warmup(staging, records)
-        _publish(staging, serving_model_dir)
+        replay_warmup(staging, records, output_key)
+        publish(staging, serving_model_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -6,7 +6,7 @@ embedding otherwise; everything is concatenated into a small ReLU MLP whose
 sigmoid output is the fraud probability. All trainable weights outside the
 embeddings live in Dense layers, which is what pruning and QAT act on.
 """
-from typing import Dict, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -25,10 +25,11 @@ def categorical_inputs() -> List[str]:
     return [preprocessing.transformed_name(name) for name in preprocessing.CATEGORICAL_FEATURES]
 
 
-def input_names(tf_transform_output: tft.TFTransformOutput) -> List[str]:
+def input_names(tf_transform_output: tft.TFTransformOutput,
+                label_key: str = LABEL_KEY) -> List[str]:
     """The model's inputs: every transformed feature except the label, sorted."""
     return sorted(name for name in tf_transform_output.transformed_feature_spec()
-                  if name != LABEL_KEY)
+                  if name != label_key)
 
 
 def as_model_inputs(transformed: Dict[str, tf.Tensor],
@@ -48,23 +49,35 @@ def _encode_category(inputs: tf.Tensor, name: str, num_buckets: int,
 
 
 def build_model(tf_transform_output: tft.TFTransformOutput, hidden_units: Sequence[int],
-                embedding_dim: int) -> tf.keras.Model:
-    """The uncompiled functional model; call it inside the distribution strategy's scope."""
-    categorical = set(categorical_inputs())
+                embedding_dim: int, categorical: Optional[Iterable[str]] = None,
+                label_key: str = LABEL_KEY, l2: float = 0.0, dropout: float = 0.0,
+                output_name: str = OUTPUT_LAYER, name: str = "fraud") -> tf.keras.Model:
+    """The uncompiled functional model; call it inside the distribution strategy's scope.
+
+    `categorical`: the inputs that are vocabulary ids (the fraud model's by
+    default). `l2` and `dropout` regularise the hidden layers, which small
+    tables need.
+    """
+    categorical = set(categorical_inputs() if categorical is None else categorical)
+    regularizer = tf.keras.regularizers.l2(l2) if l2 else None
     inputs, encoded = {}, []
-    for name in input_names(tf_transform_output):
-        if name in categorical:
-            inputs[name] = tf.keras.Input(shape=(1,), name=name, dtype=tf.int64)
-            num_buckets = tf_transform_output.num_buckets_for_transformed_feature(name)
-            encoded.append(_encode_category(inputs[name], name, num_buckets, embedding_dim))
+    for input_name in input_names(tf_transform_output, label_key):
+        if input_name in categorical:
+            inputs[input_name] = tf.keras.Input(shape=(1,), name=input_name, dtype=tf.int64)
+            num_buckets = tf_transform_output.num_buckets_for_transformed_feature(input_name)
+            encoded.append(_encode_category(inputs[input_name], input_name, num_buckets,
+                                            embedding_dim))
         else:
-            inputs[name] = tf.keras.Input(shape=(1,), name=name, dtype=tf.float32)
-            encoded.append(inputs[name])
+            inputs[input_name] = tf.keras.Input(shape=(1,), name=input_name, dtype=tf.float32)
+            encoded.append(inputs[input_name])
     x = tf.keras.layers.Concatenate(name="features")(encoded)
     for i, units in enumerate(hidden_units):
-        x = tf.keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
-    output = tf.keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER)(x)
-    return tf.keras.Model(inputs=inputs, outputs=output, name="fraud")
+        x = tf.keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer,
+                                  name=f"hidden_{i}")(x)
+        if dropout:
+            x = tf.keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    output = tf.keras.layers.Dense(1, activation="sigmoid", name=output_name)(x)
+    return tf.keras.Model(inputs=inputs, outputs=output, name=name)
 
 
 def compile_model(model: tf.keras.Model, learning_rate: float) -> None:

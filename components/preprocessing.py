@@ -178,7 +178,7 @@ def _required_feature(x: tf.Tensor, name: str) -> Dict[str, tf.Tensor]:
             transformed_name(name + "_cos"): tf.cos(angle)}
 
 
-def _record_label_counts(label: tf.Tensor) -> None:
+def record_label_counts(label: tf.Tensor) -> None:
     """Stores the analyzed split's label counts as a vocabulary with frequencies."""
     tft.vocabulary(tf.strings.as_string(label), vocab_filename=LABEL_COUNTS_VOCAB,
                    store_frequency=True)
@@ -200,6 +200,6 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         else:
             outputs.update(_required_feature(_required(inputs[name], name), name))
     label = _required(inputs[LABEL_KEY], LABEL_KEY)
-    _record_label_counts(label)
+    record_label_counts(label)
     outputs[LABEL_KEY] = label
     return outputs

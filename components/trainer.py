@@ -88,8 +88,25 @@ def validate_trainer_config(config: TrainerConfig) -> None:
         fail("target_sparsity", "must be in [0, 1)")
     if not 0.0 <= config.pruning_begin_fraction < config.pruning_end_fraction <= 1.0:
         fail("pruning_begin_fraction", "must be in [0, pruning_end_fraction)")
+    if config.l2 < 0:
+        fail("l2", "must be >= 0")
+    if not 0.0 <= config.dropout < 1.0:
+        fail("dropout", "must be in [0, 1)")
+    for field in ("early_stopping_patience", "pruning_epochs"):
+        if getattr(config, field) < 0:
+            fail(field, "must be >= 0")
+    if config.seed is not None and config.seed < 0:
+        fail("seed", "must be a non-negative integer or null")
     if not 0 <= config.warmup_examples <= MAX_WARMUP_RECORDS:
         fail("warmup_examples", f"must be in [0, {MAX_WARMUP_RECORDS}]")
+
+
+def seed_training(seed: Optional[int]) -> None:
+    """Seeds Python, NumPy and TensorFlow and makes TensorFlow's ops deterministic."""
+    if seed is None:
+        return
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 # ---------------------------------------------------------------------------
@@ -175,21 +192,27 @@ def check_raw_examples(patterns: Sequence[str]) -> None:
 
 
 def transformed_dataset(files: Sequence[str], data_accessor, tf_transform_output,
-                        batch_size: int, num_epochs: Optional[int]) -> tf.data.Dataset:
-    """Batches of (model inputs, label [batch, 1] float) from raw examples."""
+                        batch_size: int, num_epochs: Optional[int], label_key: str = LABEL_KEY,
+                        seed: Optional[int] = None, shuffle: bool = True) -> tf.data.Dataset:
+    """Batches of (model inputs, label [batch, 1] float) from raw examples.
+
+    `seed` fixes the shuffle order (with seeded training, the same data gives the
+    same model); `shuffle=False` keeps the files' order, for scoring.
+    """
     raw = data_accessor.tf_dataset_factory(
         list(files),
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=num_epochs),
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=num_epochs,
+                                       shuffle=shuffle, shuffle_seed=seed),
         tf_transform_output.raw_metadata.schema)
     layer = tf_transform_output.transform_features_layer()
-    names = model_lib.input_names(tf_transform_output)
+    names = model_lib.input_names(tf_transform_output, label_key)
 
     # Converting the Transform layer's Python code with autograph costs seconds
     # and buys nothing: it has no tensor-dependent Python control flow.
     @tf.autograph.experimental.do_not_convert
     def to_model_inputs(raw_features):
         transformed = layer(raw_features)
-        label = tf.cast(tf.expand_dims(transformed[LABEL_KEY], axis=-1), tf.float32)
+        label = tf.cast(tf.expand_dims(transformed[label_key], axis=-1), tf.float32)
         return model_lib.as_model_inputs(transformed, names), label
 
     return raw.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
@@ -215,14 +238,14 @@ def steps_per_epoch(train_steps: Optional[int], num_train_examples: int,
 # ---------------------------------------------------------------------------
 # Training.
 
-def _fit(model, train, evaluation, eval_steps, epochs: Tuple[int, int], steps: int,
-         class_weight, callbacks) -> None:
+def fit(model, train, evaluation, eval_steps, epochs: Tuple[int, int], steps: int,
+        class_weight, callbacks) -> None:
     model.fit(train, initial_epoch=epochs[0], epochs=epochs[1], steps_per_epoch=steps,
               validation_data=evaluation, validation_steps=eval_steps,
               class_weight=class_weight, callbacks=callbacks, verbose=2)
 
 
-def _write_json(directory: str, name: str, value) -> None:
+def write_json(directory: str, name: str, value) -> None:
     tf.io.gfile.makedirs(directory)
     with tf.io.gfile.GFile(os.path.join(directory, name), "w") as f:
         json.dump(value, f, indent=2, sort_keys=True)
@@ -231,7 +254,7 @@ def _write_json(directory: str, name: str, value) -> None:
 def _datasets(fn_args, tf_transform_output, config: TrainerConfig):
     """The repeating train dataset (resampled if configured) and the eval dataset."""
     train = transformed_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                                config.batch_size, num_epochs=None)
+                                config.batch_size, num_epochs=None, seed=config.seed)
     if config.balanced_resampling:
         train = balanced_batches(train, config.batch_size)
     evaluation = transformed_dataset(
@@ -256,7 +279,7 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
         model_lib.compile_model(model, config.learning_rate)
     callbacks = (compression.pruning_callbacks(fn_args.model_run_dir) if plan else
                  [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    _fit(model, train, evaluation, fn_args.eval_steps, (0, config.epochs), steps,
+    fit(model, train, evaluation, fn_args.eval_steps, (0, config.epochs), steps,
          class_weight, callbacks)
 
     with strategy.scope():
@@ -266,24 +289,24 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
             model = compression.quantize_dense_layers(model)
             model_lib.compile_model(model, config.learning_rate * QAT_LEARNING_RATE_SCALE)
     if config.quantization_aware:
-        _fit(model, train, evaluation, fn_args.eval_steps,
+        fit(model, train, evaluation, fn_args.eval_steps,
              (config.epochs, config.epochs + config.qat_epochs), steps, class_weight,
              [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
     return model, plan
 
 
-def _write_reports(model_run_dir: str, config: TrainerConfig, model, plan,
+def write_reports(model_run_dir: str, config: TrainerConfig, model, plan,
                    counts: Dict[int, int], class_weight) -> None:
     """compression.json (achieved sparsity) and class_balance.json, for the run summary."""
     sparsity = compression.dense_kernel_sparsity(model)
-    _write_json(model_run_dir, COMPRESSION_FILE, {
+    write_json(model_run_dir, COMPRESSION_FILE, {
         "target_sparsity": config.target_sparsity,
         "pruning": dataclasses.asdict(plan) if plan else None,
         "quantization_aware": config.quantization_aware,
         "dense_kernel_sparsity": sparsity,
         "min_dense_kernel_sparsity": min(sparsity.values()),
     })
-    _write_json(model_run_dir, CLASS_BALANCE_FILE, {
+    write_json(model_run_dir, CLASS_BALANCE_FILE, {
         "label_counts": {str(label): counts.get(label, 0) for label in CLASSES},
         "class_weight_scheme": config.class_weight_scheme,
         "balanced_resampling": config.balanced_resampling,
@@ -313,7 +336,7 @@ def _write_calibration(fn_args, tf_transform_output, config: TrainerConfig, mode
     """
     labels, raw = _eval_labels_and_scores(fn_args, tf_transform_output, config, model)
     calibrated = export.calibrated_probability(tf.constant(raw), shift).numpy()
-    _write_json(fn_args.model_run_dir, calibration.CALIBRATION_FILE, {
+    write_json(fn_args.model_run_dir, calibration.CALIBRATION_FILE, {
         "logit_shift": shift,
         "eval_examples": len(labels),
         "ece_bins": calibration.ECE_BINS,
@@ -325,6 +348,7 @@ def _write_calibration(fn_args, tf_transform_output, config: TrainerConfig, mode
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor)."""
     config = trainer_config(fn_args.custom_config)
+    seed_training(config.seed)
     model_lib.skip_autograph_for_tf_keras()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     check_raw_examples(fn_args.train_files)
@@ -337,7 +361,7 @@ def run_fn(fn_args) -> None:
     steps = steps_per_epoch(fn_args.train_steps, sum(counts.values()), config)
 
     model, plan = _train(fn_args, tf_transform_output, config, steps, class_weight)
-    _write_reports(fn_args.model_run_dir, config, model, plan, counts, class_weight)
+    write_reports(fn_args.model_run_dir, config, model, plan, counts, class_weight)
     _write_calibration(fn_args, tf_transform_output, config, model, shift)
 
     warmup_needed = sum(export.WARMUP_BATCH_SIZES[i % len(export.WARMUP_BATCH_SIZES)]

@@ -4,7 +4,7 @@ The pipeline passes them to run_fn as `dataclasses.asdict(TrainerConfig)` in the
 Trainer's custom_config (components/trainer.py reads them back).
 """
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
 
 @dataclasses.dataclass
@@ -29,3 +29,15 @@ class TrainerConfig:
     # Number of warmup requests (PredictionLog records, at most 1000) written
     # into assets.extra.
     warmup_examples: int = 16
+    # Seeds weights, dropout and the shuffle order; the same seed and data give
+    # the same model. None leaves training unseeded.
+    seed: Optional[int] = None
+    # Regularisation of the hidden layers (small tables need it).
+    l2: float = 0.0
+    dropout: float = 0.0
+    # Early stopping on the eval loss after this many epochs without a better
+    # one (the best weights are kept); 0 trains all `epochs`. With it, pruning
+    # is a fine-tuning phase of `pruning_epochs` after the dense training
+    # stopped, since the number of dense steps is not known in advance.
+    early_stopping_patience: int = 0
+    pruning_epochs: int = 5

@@ -118,8 +118,12 @@ def _existing_ancestor(path: str) -> str:
 
 
 @contextlib.contextmanager
-def _staging_dir(out: str, overwrite: bool) -> Iterator[str]:
-    """A hidden sibling of `out` that replaces `out` when the block succeeds."""
+def staging_dir(out: str, overwrite: bool) -> Iterator[str]:
+    """A hidden sibling of `out` that replaces `out` when the block succeeds.
+
+    Every dataset writer (this one, datagen.credit) stages through it, so an
+    interrupted run of any kind leaves nothing behind.
+    """
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
     created = _missing_dirs(parent)
@@ -197,7 +201,7 @@ def write_dataset(config: simulator.SimulationConfig, out: str, overwrite: bool 
     """Simulates `config` and writes it to `out`; calls `on_day` after each day is written."""
     check_output_dir(out, overwrite)
     pop = simulator.build_population(config)
-    with _staging_dir(out, overwrite) as staging:
+    with staging_dir(out, overwrite) as staging:
         try:
             totals = _write_days(config, pop, staging, on_day)
         except OSError as err:

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from common.errors import UsageError
+from components.credit.config import CreditConfig
 from components.trainer_config import TrainerConfig
 
 
@@ -81,9 +82,20 @@ class ValidationConfig:
     serving_statistics: str = ""
 
 
+TASKS = ("fraud", "credit")
+# The credit task's training defaults: a small regularised network that stops
+# early, for tables of a thousand to a few hundred thousand applications.
+CREDIT_TRAINER = TrainerConfig(hidden_units=(32, 16), batch_size=128, epochs=100,
+                               learning_rate=3e-3, l2=1e-4, dropout=0.1,
+                               early_stopping_patience=8, pruning_epochs=5, seed=0)
+
+
 @dataclasses.dataclass
 class PipelineConfig:
     pipeline_name: str = "riskpipe"
+    # "fraud" (card transactions through FeatureGen) or "credit" (a bank's
+    # application table through CsvExampleGen).
+    task: str = "fraud"
     model_name: str = "fraud"
     data_root: str = ""
     pipeline_root: str = ""
@@ -100,6 +112,13 @@ class PipelineConfig:
     evaluation: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     cost: CostConfig = dataclasses.field(default_factory=CostConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
+    credit: CreditConfig = dataclasses.field(default_factory=CreditConfig)
+
+
+def credit_defaults(config: PipelineConfig) -> PipelineConfig:
+    """`config` with the credit task's defaults: its model name, pipeline name and trainer."""
+    return dataclasses.replace(config, task="credit", model_name="credit",
+                               pipeline_name="riskpipe-credit", trainer=CREDIT_TRAINER)
 
 
 def merge(instance, overrides: Dict[str, Any], where: str):

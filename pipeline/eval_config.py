@@ -11,8 +11,12 @@ from typing import List
 
 import tensorflow_model_analysis as tfma
 
-from common.serving_contract import OUTPUT_KEY, SERVING_DEFAULT
+from common.serving_contract import DEFAULT_PROBABILITY_KEY, OUTPUT_KEY, SERVING_DEFAULT
+from components.credit.config import CreditBlessing
+from components.credit.tfma_metrics import credit_metric_configs
 from components.features import LABEL_KEY
+from components.metric_names import (EXAMPLE_COUNT, KS, PR_AUC, PRECISION, RECALL,
+                                     RECALL_AT_FPR, ROC_AUC)
 from pipeline.configs import EvalConfig
 
 # The Evaluator feeds the raw eval examples to the signature that parses
@@ -23,13 +27,6 @@ RECALL_FPR = 0.01
 # Fraud scores crowd near 0: a fine threshold grid keeps the low-FPR end exact.
 NUM_THRESHOLDS = 10000
 
-# Metric names as they appear in the Evaluator's output.
-ROC_AUC = "roc_auc"
-PR_AUC = "pr_auc"
-PRECISION = "precision"
-RECALL = "recall"
-RECALL_AT_FPR = "recall_at_1pct_fpr"
-EXAMPLE_COUNT = "example_count"
 GATED_METRICS = (PRECISION, RECALL)
 
 
@@ -43,15 +40,7 @@ def _gated(class_name: str, name: str, threshold: float, lower_bound: float,
 
     Small slices (a rare merchant category) are reported but do not gate.
     """
-    metric = _metric(class_name, name=name, thresholds=[threshold])
-    metric.per_slice_thresholds.add(
-        slicing_specs=[tfma.SlicingSpec()],
-        threshold=tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
-            change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                absolute={"value": -max_drop})))
-    return metric
+    return _bless(_metric(class_name, name=name, thresholds=[threshold]), lower_bound, max_drop)
 
 
 def metric_configs(config: EvalConfig) -> List[tfma.MetricConfig]:
@@ -77,3 +66,33 @@ def build_eval_config(config: EvalConfig) -> tfma.EvalConfig:
         slicing_specs=slices,
         metrics_specs=[tfma.MetricsSpec(metrics=metric_configs(config))],
     )
+
+
+def _bless(metric: tfma.MetricConfig, lower_bound: float, max_drop: float) -> tfma.MetricConfig:
+    """Adds blessing thresholds on the overall slice: a lower bound and no drop beyond max_drop."""
+    metric.per_slice_thresholds.add(
+        slicing_specs=[tfma.SlicingSpec()],
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -max_drop})))
+    return metric
+
+
+def build_credit_eval_config(blessing: CreditBlessing, label_key: str) -> tfma.EvalConfig:
+    """The credit Evaluator's config: ROC-AUC, KS, Gini, PR-AUC, Brier; blessing on KS and ROC-AUC."""
+    bounds = {ROC_AUC: blessing.min_roc_auc, KS: blessing.min_ks}
+    metrics = [_bless(metric, bounds[metric_name(metric)], blessing.max_drop)
+               if metric_name(metric) in bounds else metric
+               for metric in credit_metric_configs(NUM_THRESHOLDS)]
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name=SIGNATURE_NAME, label_key=label_key,
+                                    prediction_key=DEFAULT_PROBABILITY_KEY)],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )
+
+
+def metric_name(metric: tfma.MetricConfig) -> str:
+    return json.loads(metric.config or "{}").get("name", "")

@@ -19,6 +19,10 @@ from pipeline.schema_update import DEFAULT_SCHEMA_PATH
 _DEPENDENCY_OPTIONS = ("--setup_file", "--extra_package", "--requirements_file",
                        "--sdk_container_image", "--worker_harness_container_image")
 SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+# Under the pipeline root: the checked copies of credit tables, and the schema a
+# credit run inferred (SchemaGen's file name), which later runs import.
+STAGED_TABLES_DIR = "credit_tables"
+KEPT_SCHEMA_FILE = "schema.pbtxt"
 # Beam appends this to an exception raised inside a transform.
 _BEAM_STEP_NOTE = re.compile(r"\s*\[while running '[^']*'\]")
 # The "Type: message" last line of a traceback carried as text from a Beam worker.
@@ -81,6 +85,22 @@ def pin_schema(schema_path: str, pipeline_root: str) -> str:
     return pinned
 
 
+def kept_schema_path(pipeline_root: str) -> str:
+    """Where a credit run keeps the schema SchemaGen inferred on its first run."""
+    return os.path.join(pipeline_root, KEPT_SCHEMA_FILE)
+
+
+def _schema_path(config: PipelineConfig, pipeline_root: str) -> str:
+    """The schema to import: the configured one, else credit's kept inferred one, else
+    fraud's curated one; "" for a credit run that infers its schema with SchemaGen."""
+    schema = config.schema_path
+    if not schema and config.task == "credit":
+        schema = kept_schema_path(pipeline_root)
+        if not os.path.exists(schema):
+            return ""
+    return pin_schema(schema or DEFAULT_SCHEMA_PATH, pipeline_root)
+
+
 def resolve(config: PipelineConfig) -> PipelineConfig:
     """`config` with absolute paths, the pinned schema and the full Beam options."""
     pipeline_root = os.path.abspath(config.pipeline_root)
@@ -90,16 +110,39 @@ def resolve(config: PipelineConfig) -> PipelineConfig:
         pipeline_root=pipeline_root,
         serving_root=os.path.abspath(config.serving_root),
         metadata_path=os.path.abspath(metadata_path(config)),
-        schema_path=pin_schema(config.schema_path or DEFAULT_SCHEMA_PATH, pipeline_root),
+        schema_path=_schema_path(config, pipeline_root),
         beam_args=beam_args(config.beam_args),
     )
 
 
-def run(config: PipelineConfig) -> PipelineConfig:
+def stage_credit_table(config: PipelineConfig):
+    """The credit table checked and staged under the pipeline root (components/credit/table.py)."""
+    from components.credit.table import stage_table  # pylint: disable=import-outside-toplevel
+
+    return stage_table(config.data_root, config.credit,
+                       os.path.join(os.path.abspath(config.pipeline_root), STAGED_TABLES_DIR))
+
+
+def _keep_inferred_schema(config: PipelineConfig) -> None:
+    """After a credit run that inferred its schema, keeps it for the next runs to import."""
+    from pipeline import mlmd_queries  # pylint: disable=import-outside-toplevel
+
+    kept = kept_schema_path(config.pipeline_root)
+    inferred = mlmd_queries.latest_output_uri(config.metadata_path, "Schema")
+    if config.schema_path or os.path.exists(kept) or inferred is None:
+        return
+    partial = kept + ".partial"
+    shutil.copyfile(os.path.join(inferred, KEPT_SCHEMA_FILE), partial)
+    os.replace(partial, kept)
+
+
+def run(config: PipelineConfig, credit_table=None) -> PipelineConfig:
     """Runs the pipeline to the end; returns the resolved config the run used.
 
-    Every component execution's cost is recorded, a failed run's too
-    (pipeline/cost_ledger.py). Raises ComponentFailure when a component fails.
+    A credit run checks and stages its table first unless given the staged
+    table, and keeps the schema it inferred. Every component execution's cost
+    is recorded, a failed run's too (pipeline/cost_ledger.py). Raises
+    ComponentFailure when a component fails.
     """
     # pylint: disable=import-outside-toplevel
     from tfx.orchestration import metadata
@@ -108,13 +151,15 @@ def run(config: PipelineConfig) -> PipelineConfig:
     from pipeline import cost_ledger, mlmd_queries
     from pipeline.pipeline import create_pipeline
 
+    if config.task == "credit" and credit_table is None:
+        credit_table = stage_credit_table(config)
     config = resolve(config)
     connection = metadata.sqlite_metadata_connection_config(config.metadata_path)
     last_execution = mlmd_queries.last_execution_id(config.metadata_path)
     error = None
     with cost_ledger.ComponentMeter() as meter:
         try:
-            LocalDagRunner().run(create_pipeline(config, connection))
+            LocalDagRunner().run(create_pipeline(config, connection, credit_table))
         except Exception as err:  # pylint: disable=broad-except
             error = err
     cost_ledger.record_run(config.metadata_path, config.pipeline_root, last_execution, meter,
@@ -123,6 +168,8 @@ def run(config: PipelineConfig) -> PipelineConfig:
         component = mlmd_queries.failed_component(config.metadata_path, after=last_execution)
         cause, error_class = root_cause(error)
         raise ComponentFailure(component or config.pipeline_name, cause, error_class) from error
+    if config.task == "credit":
+        _keep_inferred_schema(config)
     return config
 
 

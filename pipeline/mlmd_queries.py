@@ -194,8 +194,13 @@ def state_name(execution) -> str:
 
 def latest_model_run(metadata_path: str) -> Optional[str]:
     """The directory of the latest Trainer run (its TensorBoard logs), or None."""
+    return latest_output_uri(metadata_path, "ModelRun")
+
+
+def latest_output_uri(metadata_path: str, type_name: str) -> Optional[str]:
+    """The directory of the newest artifact of an MLMD type (e.g. "Schema"), or None."""
     store = open_store(metadata_path)
     if store is None:
         return None
-    runs = store.get_artifacts_by_type("ModelRun")
-    return max(runs, key=lambda a: a.id).uri if runs else None
+    artifacts = store.get_artifacts_by_type(type_name)
+    return max(artifacts, key=lambda a: a.id).uri if artifacts else None

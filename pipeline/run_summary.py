@@ -51,6 +51,12 @@ class RunSummary:
     model_bytes: Optional[int] = None
     tensorboard_dir: Optional[str] = None
     currency: str = ""
+    # "credit" when the examples came from CsvExampleGen; then the label is the
+    # table's, the Trainer's credit_evaluation.json holds the baselines, deciles
+    # and curves, and schema_uri is SchemaGen's output when it inferred one.
+    task: str = "fraud"
+    credit_evaluation: Optional[dict] = None
+    schema_uri: Optional[str] = None
 
 
 # ---------------------------------------------------------------------------
@@ -67,18 +73,29 @@ def _split_names(artifact) -> List[str]:
     return json.loads(custom_property(artifact, "split_names") or "[]")
 
 
-def label_rates(statistics_artifact) -> Dict[str, float]:
-    """Split -> mean of the label, from StatisticsGen's output."""
+def _split_statistics(statistics_artifact) -> Dict[str, object]:
+    """Split -> its DatasetFeatureStatistics, from StatisticsGen's output."""
     import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
 
+    return {split: tfdv.load_stats_binary(os.path.join(_split_uri(statistics_artifact, split),
+                                                       "FeatureStats.pb")).datasets[0]
+            for split in _split_names(statistics_artifact)}
+
+
+def label_rates(statistics_artifact, label: str = LABEL_FEATURE) -> Dict[str, float]:
+    """Split -> mean of the label, from StatisticsGen's output."""
     rates = {}
-    for split in _split_names(statistics_artifact):
-        path = os.path.join(_split_uri(statistics_artifact, split), "FeatureStats.pb")
-        dataset = tfdv.load_stats_binary(path).datasets[0]
+    for split, dataset in _split_statistics(statistics_artifact).items():
         for feature in dataset.features:
-            if feature.path.step and feature.path.step[-1] == LABEL_FEATURE:
+            if feature.path.step and feature.path.step[-1] == label:
                 rates[split] = feature.num_stats.mean
     return rates
+
+
+def split_sizes(statistics_artifact) -> Dict[str, int]:
+    """Split -> number of examples, from StatisticsGen's output."""
+    return {split: int(dataset.num_examples)
+            for split, dataset in _split_statistics(statistics_artifact).items()}
 
 
 def overall_metrics(evaluation_uri: str) -> Tuple[Dict[str, float], Dict[str, float]]:
@@ -129,8 +146,10 @@ def read_model_run_json(model_run_uri: str, name: str) -> Optional[dict]:
 # ---------------------------------------------------------------------------
 # The summary.
 
-def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list]) -> None:
+def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list],
+                      label: str) -> None:
     # pylint: disable=import-outside-toplevel
+    from components.credit.trainer import EVALUATION_FILE
     from pipeline import pipeline as dag
 
     def first(key):
@@ -140,8 +159,14 @@ def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list])
         examples = first("examples")
         summary.examples = {split: int(custom_property(examples, f"num_examples_{split}") or 0)
                             for split in _split_names(examples)}
+    elif node == dag.EXAMPLE_GEN:
+        summary.task = "credit"
     elif node == dag.STATISTICS_GEN and first("statistics") is not None:
-        summary.fraud_rate = label_rates(first("statistics"))
+        summary.fraud_rate = label_rates(first("statistics"), label)
+        if summary.task == "credit":
+            summary.examples = split_sizes(first("statistics"))
+    elif node == dag.SCHEMA_GEN and first("schema") is not None:
+        summary.schema_uri = first("schema").uri
     elif node == dag.ANOMALY_GATE and first(VALIDATED_STATISTICS_KEY) is not None:
         summary.drift = read_model_run_json(first(VALIDATED_STATISTICS_KEY).uri, DRIFT_FILE)
     elif node == dag.TRAINER:
@@ -149,6 +174,8 @@ def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list])
             summary.tensorboard_dir = first("model_run").uri
             summary.compression = read_model_run_json(first("model_run").uri, COMPRESSION_FILE)
             summary.calibration = read_model_run_json(first("model_run").uri, CALIBRATION_FILE)
+            summary.credit_evaluation = read_model_run_json(first("model_run").uri,
+                                                            EVALUATION_FILE)
         if first("model") is not None:
             summary.model_bytes = directory_bytes(
                 os.path.join(first("model").uri, SERVING_MODEL_DIR))
@@ -166,8 +193,11 @@ def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list])
             summary.already_served = bool(custom_property(pushed, "already_served"))
 
 
-def summarize(metadata_path: str, pipeline_name: str) -> RunSummary:
-    """The summary of the latest run of `pipeline_name` recorded in the store."""
+def summarize(metadata_path: str, pipeline_name: str, label: str = LABEL_FEATURE) -> RunSummary:
+    """The summary of the latest run of `pipeline_name` recorded in the store.
+
+    `label`: the label feature whose mean is each split's fraud or default rate.
+    """
     summary = RunSummary(metadata_path=metadata_path)
     store = open_store(metadata_path)
     if store is None:
@@ -180,7 +210,7 @@ def summarize(metadata_path: str, pipeline_name: str) -> RunSummary:
         summary.components.append(ComponentRun(node or "?", _state(node, execution), seconds,
                                                 priced.cost if priced else None))
         summary.currency = summary.currency or currency_of(execution)
-        _fill_from_outputs(summary, node, output_artifacts(store, execution.id))
+        _fill_from_outputs(summary, node, output_artifacts(store, execution.id), label)
     return summary
 
 
@@ -225,7 +255,7 @@ def _metric_rows(summary: RunSummary, evaluation: EvalConfig) -> List[Tuple[str,
     return rows
 
 
-def _table(rows: List[Tuple[str, ...]]) -> List[str]:
+def table_lines(rows: List[Tuple[str, ...]]) -> List[str]:
     if not rows:
         return ["  -"]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -249,7 +279,7 @@ def _calibration_lines(calibration: Optional[dict]) -> List[str]:
         return []
     lines = [f"calibration (eval split, {calibration['eval_examples']} rows; "
              f"ECE over {calibration['ece_bins']} equal-width bins):"]
-    return lines + _table([
+    return lines + table_lines([
         (f"{key}:", f"Brier {_fmt(calibration[key]['brier'])}",
          f"ECE {_fmt(calibration[key]['ece'])}", note)
         for key, note in ((RAW_SCORE_KEY, ""),
@@ -272,18 +302,30 @@ def _drift_lines(report: Optional[dict]) -> List[str]:
         "  " + data_drift.describe(row, report["psi_threshold"]) for row in drifted]
 
 
-def format_summary(summary: RunSummary, evaluation: EvalConfig) -> str:
-    """The human-readable summary table of a run."""
+def _evaluation_lines(summary: RunSummary, evaluation) -> List[str]:
+    """Fraud: the metrics against the blessing bounds and the calibration; credit: its own."""
+    if summary.task == "credit":
+        from pipeline import credit_summary  # pylint: disable=import-outside-toplevel
+
+        return credit_summary.evaluation_lines(summary, evaluation)
+    return (["evaluation (eval split, overall):"] + table_lines(_metric_rows(summary, evaluation))
+            + _calibration_lines(summary.calibration))
+
+
+def format_summary(summary: RunSummary, evaluation) -> str:
+    """The human-readable summary table of a run.
+
+    `evaluation`: the EvalConfig of a fraud run, the CreditBlessing of a credit one.
+    """
+    rate = "default rate" if summary.task == "credit" else "fraud rate"
     lines = ["components:"]
-    lines += _table([(c.node, c.state, f"{c.seconds:.1f} s", _money(c.cost, summary.currency))
+    lines += table_lines([(c.node, c.state, f"{c.seconds:.1f} s", _money(c.cost, summary.currency))
                      for c in summary.components])
     lines.append("data:")
-    lines += _table([(split, f"{summary.examples.get(split, 0)} rows",
-                      f"fraud rate {_fmt(summary.fraud_rate.get(split))}")
+    lines += table_lines([(split, f"{summary.examples.get(split, 0)} rows",
+                      f"{rate} {_fmt(summary.fraud_rate.get(split))}")
                      for split in summary.examples])
-    lines.append("evaluation (eval split, overall):")
-    lines += _table(_metric_rows(summary, evaluation))
-    lines += _calibration_lines(summary.calibration)
+    lines += _evaluation_lines(summary, evaluation)
     lines += _drift_lines(summary.drift)
     blessing = {None: "not evaluated", True: "BLESSED", False: "NOT blessed"}[summary.blessed]
     lines.append(f"blessing: {blessing}")
@@ -292,11 +334,13 @@ def format_summary(summary: RunSummary, evaluation: EvalConfig) -> str:
     pushed = summary.pushed_to or "nothing pushed"
     if summary.already_served:
         pushed += " (this model was already served there; not pushed again)"
-    lines += _table([
+    lines += table_lines([
         ("sparsity:", _sparsity_text(summary.compression)),
         ("model size:", size),
         ("pushed model:", pushed),
         ("TensorBoard logs:", summary.tensorboard_dir or "-"),
+        *((("inferred schema:", os.path.join(summary.schema_uri, "schema.pbtxt")),)
+          if summary.schema_uri else ()),
         ("MLMD:", summary.metadata_path),
     ])
     return "\n".join(lines + _cost_lines(summary))

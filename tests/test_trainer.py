@@ -332,7 +332,13 @@ def test_trainer_config_errors_name_the_field():
     with pytest.raises(UsageError, match="class_weight_scheme"):
         trainer.trainer_config({"class_weight_scheme": "inverse"})
     with pytest.raises(UsageError, match="unknown keys"):
-        trainer.trainer_config({"dropout": 0.1})
+        trainer.trainer_config({"drop_out": 0.1})
+    with pytest.raises(UsageError, match="trainer.dropout"):
+        trainer.trainer_config({"dropout": 1.0})
+    with pytest.raises(UsageError, match="trainer.seed"):
+        trainer.trainer_config({"seed": -1})
+    with pytest.raises(UsageError, match="trainer.early_stopping_patience"):
+        trainer.trainer_config({"early_stopping_patience": -2})
     with pytest.raises(UsageError, match="warmup_examples"):
         trainer.trainer_config({"warmup_examples": 1001})
     assert trainer.trainer_config({"hidden_units": [8]}).hidden_units == (8,)

@@ -1,0 +1,1 @@
+"""The credit default task: a bank's application table -> a scorecard-grade model."""
