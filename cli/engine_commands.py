@@ -1,5 +1,10 @@
 """`riskpipe score` and `riskpipe rollout`: the risk engine and the canary controller.
 
+`riskpipe score` has two tasks: fraud (the default; raw transactions in time
+order through online features, routing and the fraud policy) and credit (an
+applications CSV through the credit model's `explain` signature and the credit
+policy, engine/credit_scoring.py); each has its own handler below.
+
 TensorFlow and gRPC are imported inside the handlers, so `riskpipe --help`
 stays fast.
 """
@@ -19,6 +24,14 @@ from components.transactions import PARTITION_GLOB, Transaction
 # Consecutive transactions failing on an unreachable fleet before `score` gives up.
 MAX_CONSECUTIVE_UNAVAILABLE = 20
 MAX_ERRORS_LISTED = 10
+TASKS = ("fraud", "credit")
+# Per task: the model name and the deadline of one scoring call (a credit call
+# scores a batch of applications with the reason codes' occlusion).
+DEFAULT_MODEL_NAMES = {"fraud": "fraud", "credit": "credit"}
+DEFAULT_DEADLINES = {"fraud": 2.0, "credit": 30.0}
+# The flags only fraud scoring reads (dest, flag).
+FRAUD_ONLY_FLAGS = (("history", "--history"), ("shadow", "--shadow"),
+                    ("signature", "--signature"), ("output_key", "--output-key"))
 
 
 def register(subparsers) -> None:
@@ -31,13 +44,18 @@ def register(subparsers) -> None:
 
 def _register_score(subparsers) -> None:
     parser = subparsers.add_parser(
-        "score", help="score raw transactions on a model server fleet: APPROVE/REVIEW/BLOCK",
+        "score", help="score raw transactions (APPROVE/REVIEW/BLOCK) or credit applications "
+                      "(--task credit: APPROVE/REVIEW/DECLINE) on a model server fleet",
         description="Scores raw transactions in time order: online features, canary routing "
                     "by version label, the model server's score, then the decision policy. "
                     "Writes one decision per transaction and prints a summary per model "
                     "version. A transaction that gets no score is decided by the rules and "
                     "the policy's on_model_error, carries the error in its record, and makes "
-                    "the exit code 1.")
+                    "the exit code 1. With --task credit: one decision per application of a "
+                    "CSV file, from the credit model's score points, its reason codes and the "
+                    "credit policy (engine/credit_policy_default.yaml).")
+    parser.add_argument("--task", choices=TASKS, default="fraud",
+                        help="fraud: transactions (default); credit: credit applications")
     parser.add_argument("--server", required=True, metavar="ADDR[,ADDR...]",
                         help="model server gRPC addresses HOST:PORT, used round-robin")
     parser.add_argument("--ssl-config", metavar="FILE",
@@ -47,28 +65,38 @@ def _register_score(subparsers) -> None:
                         help="name to check the server certificate against")
     parser.add_argument("--input", required=True, metavar="FILE|DIR",
                         help="a transactions CSV, or a directory of date=YYYY-MM-DD/"
-                             "transactions.csv partitions")
+                             "transactions.csv partitions; for --task credit an applications "
+                             "CSV with the bank's header (delimiter , ; tab or |)")
+    parser.add_argument("--id", metavar="COLUMN",
+                        help="--task credit: the applications' id column (header or column "
+                             "name), echoed in each decision; default: the row number")
     parser.add_argument("--history", metavar="FILE|DIR",
                         help="earlier transactions, same layout as --input, that only build "
                              "the online state (card windows, terminal fraud rates, card "
                              "age) before --input is scored; they must all precede it")
     parser.add_argument("--policy", metavar="FILE",
-                        help="decision policy YAML (default: engine/policy_default.yaml)")
+                        help="decision policy YAML (default: engine/policy_default.yaml; "
+                             "engine/credit_policy_default.yaml for --task credit)")
     parser.add_argument("--output", default="-", metavar="FILE",
                         help="decisions file, CSV if it ends in .csv, else JSON lines "
                              "(default: JSON lines on stdout, summary on stderr)")
-    parser.add_argument("--model-name", default="fraud")
+    parser.add_argument("--model-name",
+                        help="default: fraud, or credit for --task credit")
     parser.add_argument("--routing-file", metavar="FILE",
                         help="canary routing file written by 'riskpipe rollout' "
                              "(<model_config_file>.routing.json); without it no version "
-                             "label is sent and the servers answer with their latest version")
+                             "label is sent and the servers answer with their latest version; "
+                             "credit applications are routed by id")
     parser.add_argument("--shadow", action="store_true",
                         help="score every transaction on both stable and canary and record "
                              "the disagreements (needs a canary in the routing file)")
-    parser.add_argument("--signature", default=SERVING_DEFAULT, choices=PREDICT_SIGNATURES)
+    parser.add_argument("--signature", choices=PREDICT_SIGNATURES,
+                        help=f"default: {SERVING_DEFAULT}")
     parser.add_argument("--output-key", help="the model output holding the score")
-    parser.add_argument("--deadline", type=float, default=2.0, metavar="SECONDS",
-                        help="deadline of one scoring call, retries included")
+    parser.add_argument("--deadline", type=float, metavar="SECONDS",
+                        help="deadline of one scoring call, retries included (default: "
+                             f"{DEFAULT_DEADLINES['fraud']:g}; {DEFAULT_DEADLINES['credit']:g} for "
+                             "--task credit, whose calls score batches)")
     parser.set_defaults(func=run_score)
 
 
@@ -98,25 +126,38 @@ def read_input(path: str) -> List[Transaction]:
     return txns
 
 
+def _csv_item(value: Any) -> str:
+    """One list item of a CSV cell; a mapping (a credit reason) is its values joined by '='."""
+    if isinstance(value, Mapping):
+        return "=".join(str(v) for v in value.values())
+    return str(value)
+
+
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list):
-        return " | ".join(str(v) for v in value)
+        return " | ".join(_csv_item(v) for v in value)
     return str(value)
 
 
-def write_records(path: str, records: Sequence[Mapping[str, Any]]) -> None:
-    """Writes decision records as CSV (.csv) or JSON lines; whole file or nothing."""
-    from engine.risk_engine import RECORD_FIELDS  # pylint: disable=import-outside-toplevel
+def write_records(path: str, records: Sequence[Mapping[str, Any]],
+                  fields: Optional[Sequence[str]] = None) -> None:
+    """Writes decision records as CSV (.csv) or JSON lines; whole file or nothing.
+
+    `fields` are the CSV columns, fraud's RECORD_FIELDS by default.
+    """
     from common.files import atomic_write_text  # pylint: disable=import-outside-toplevel
 
+    if fields is None:
+        from engine.risk_engine import RECORD_FIELDS  # pylint: disable=import-outside-toplevel
+        fields = RECORD_FIELDS
     buffer = io.StringIO()
     if path.endswith(".csv"):
         writer = csv.writer(buffer)
-        writer.writerow(RECORD_FIELDS)
+        writer.writerow(fields)
         for record in records:
-            writer.writerow([_csv_cell(record.get(name)) for name in RECORD_FIELDS])
+            writer.writerow([_csv_cell(record.get(name)) for name in fields])
     else:
         for record in records:
             buffer.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -188,11 +229,25 @@ def _router(model_name: str, routing_file: Optional[str]):
 
 
 def run_score(args: argparse.Namespace) -> int:
+    """`riskpipe score`: the handler of the chosen --task."""
+    model_name = args.model_name or DEFAULT_MODEL_NAMES[args.task]
+    deadline = DEFAULT_DEADLINES[args.task] if args.deadline is None else args.deadline
+    if deadline <= 0:
+        raise UsageError("--deadline must be positive")
+    if args.task == "credit":
+        return run_credit_score(args, model_name, deadline)
+    if args.id is not None:
+        raise UsageError("--id is for --task credit (fraud records carry the transaction_id)")
+    return run_fraud_score(args, model_name, deadline)
+
+
+# --- riskpipe score --task fraud ---------------------------------------------------------
+
+
+def run_fraud_score(args: argparse.Namespace, model_name: str, deadline: float) -> int:
     policy = _load_policy(args.policy)
     addresses = _addresses(args.server)
-    router = _router(args.model_name, args.routing_file)
-    if args.deadline <= 0:
-        raise UsageError("--deadline must be positive")
+    router = _router(model_name, args.routing_file)
     transactions = read_input(args.input)
     history = read_input(args.history) if args.history else []
     if history and transactions and history[-1].timestamp > transactions[0].timestamp:
@@ -203,9 +258,9 @@ def run_score(args: argparse.Namespace) -> int:
         ClientOptions, NoServerError, RiskEngineClient)
     from engine.risk_engine import RiskEngine, summarize  # pylint: disable=import-outside-toplevel
 
-    options = ClientOptions(addresses=addresses, model_name=args.model_name,
+    options = ClientOptions(addresses=addresses, model_name=model_name,
                             ssl_config_file=args.ssl_config, tls_server_name=args.tls_server_name,
-                            deadline_seconds=args.deadline, signature=args.signature,
+                            deadline_seconds=deadline, signature=args.signature or SERVING_DEFAULT,
                             output_key=args.output_key)
     with RiskEngineClient(options) as client:
         try:
@@ -244,6 +299,82 @@ def _score_stream(engine, transactions: Sequence[Transaction]) -> List[Dict[str,
                             f"{len(records) + 1} of {len(transactions)}, nothing written")
         records.append(record)
     return records
+
+
+# --- riskpipe score --task credit --------------------------------------------------------
+
+
+def _load_credit_policy(path: Optional[str]):
+    from engine.credit_policy import (  # pylint: disable=import-outside-toplevel
+        default_credit_policy_path, load_credit_policy)
+    from engine.policy import PolicyError  # pylint: disable=import-outside-toplevel
+
+    try:
+        return load_credit_policy(path or default_credit_policy_path())
+    except PolicyError as err:
+        raise UsageError(f"--policy: {err}") from err
+
+
+def _check_credit_flags(args: argparse.Namespace) -> None:
+    """The fraud-only flags are a usage error with --task credit."""
+    for dest, flag in FRAUD_ONLY_FLAGS:
+        if getattr(args, dest) not in (None, False):
+            raise UsageError(f"{flag} is for --task fraud only, not --task credit")
+
+
+def format_credit_summary(summary: Mapping[str, Mapping[str, int]]) -> str:
+    """A table of the per-version counts of `engine.credit_scoring.summarize`."""
+    lines = [f"{'model version':<14} {'applications':>12} {'APPROVE':>8} {'REVIEW':>7} "
+             f"{'DECLINE':>8} {'errors':>6}"]
+    for version, counts in summary.items():
+        lines.append(f"{version:<14} {counts['applications']:>12} {counts['APPROVE']:>8} "
+                     f"{counts['REVIEW']:>7} {counts['DECLINE']:>8} {counts['errors']:>6}")
+    return "\n".join(lines)
+
+
+def run_credit_score(args: argparse.Namespace, model_name: str, deadline: float) -> int:
+    """Decisions on an applications CSV: JSON lines or CSV records, counts on stderr."""
+    _check_credit_flags(args)
+    policy = _load_credit_policy(args.policy)
+    addresses = _addresses(args.server)
+    router = _router(model_name, args.routing_file) if args.routing_file else None
+    if not os.path.isfile(args.input):
+        raise UsageError(f"--input {args.input}: no such file (--task credit reads one "
+                         f"applications CSV)")
+
+    from engine.client import (  # pylint: disable=import-outside-toplevel
+        ClientOptions, NoServerError, RiskEngineClient, ScoringError)
+    from engine.credit_scoring import (  # pylint: disable=import-outside-toplevel
+        CREDIT_RECORD_FIELDS, ModelContractError, read_applications, score_applications,
+        summarize)
+
+    applications = read_applications(args.input, id_column=args.id)
+    options = ClientOptions(addresses=addresses, model_name=model_name,
+                            ssl_config_file=args.ssl_config, tls_server_name=args.tls_server_name,
+                            deadline_seconds=deadline)
+    with RiskEngineClient(options) as client:
+        try:
+            client.require_healthy()
+        except NoServerError as err:
+            raise UsageError(f"--server: {err}") from err
+        try:
+            records = score_applications(client, applications, policy, router)
+        except ModelContractError as err:
+            raise UsageError(f"--model-name {model_name}: {err}") from err
+        except ScoringError as err:  # GetModelMetadata: no answer on the model's signatures
+            flag = "--model-name" if err.code == "NOT_FOUND" else "--server"
+            raise UsageError(f"{flag}: cannot read the signatures of model '{model_name}': "
+                             f"{err.code}: {err}") from err
+    write_records(args.output, records, fields=CREDIT_RECORD_FIELDS)
+    print(format_credit_summary(summarize(records)), file=sys.stderr)
+    failed = [r for r in records if r["error"]]
+    for record in failed[:MAX_ERRORS_LISTED]:
+        print(f"not scored: {record['id']} (row {record['row']}): {record['error']}",
+              file=sys.stderr)
+    if len(failed) > MAX_ERRORS_LISTED:
+        print(f"not scored: ... and {len(failed) - MAX_ERRORS_LISTED} more (see the 'error' "
+              "field of the output)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 # --- riskpipe rollout --------------------------------------------------------------------

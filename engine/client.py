@@ -11,7 +11,11 @@ and the real tensorflow_model_server alike:
 - round-robin over several servers, skipping the ones whose grpc.health.v1
   check fails (checked in the background, and at once after an UNAVAILABLE);
 - requests built from a feature dict: serialized tf.Examples for
-  `serving_default`, or one raw tensor per feature for `serving_raw`.
+  `serving_default`, or one raw tensor per feature for `serving_raw`;
+- for other callers (credit scoring, engine/credit_scoring.py): prepared input
+  tensors sent to any Predict signature with every output read back
+  (`predict_outputs`), and the signatures a model serves (`signature_defs`,
+  GetModelMetadata), with the same retries and deadline.
 
 TensorFlow (through the tensorflow-serving-api protos) is imported when a
 client is created, never at module import.
@@ -23,7 +27,7 @@ import random
 import struct
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from common.serving_contract import (EXAMPLES_INPUT, MAX_MESSAGE_BYTES, OUTPUT_KEY,
                                      PREDICT_SIGNATURES, SERVING_DEFAULT)
@@ -32,6 +36,8 @@ from components.features import (FEATURE_TYPES, MODEL_FEATURES, OPTIONAL_FEATURE
 
 CHANNEL_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),)
 DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
+# The GetModelMetadata field holding the signatures (the only one TF Serving has).
+SIGNATURE_DEF_FIELD = "signature_def"
 
 
 class ScoringError(Exception):
@@ -86,6 +92,17 @@ PREFERRED_OUTPUTS = (OUTPUT_KEY, "score", "probabilities", "outputs", "output_0"
 @dataclasses.dataclass(frozen=True)
 class ScoreResult:
     score: float
+    model_version: int
+    address: str
+    latency_seconds: float
+    attempts: int
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputsResult:
+    """Every output of one Predict call, as numpy arrays (strings as bytes)."""
+
+    outputs: Dict[str, Any]
     model_version: int
     address: str
     latency_seconds: float
@@ -221,13 +238,8 @@ class RiskEngineClient:
                       version: Optional[int] = None):
         """A PredictRequest for a batch of feature dicts (only the model's features are sent)."""
         request = self._predict_pb2.PredictRequest()
-        spec = request.model_spec
-        spec.name = self.options.model_name
-        spec.signature_name = self.options.signature
-        if version is not None:
-            spec.version.value = version
-        elif label:
-            spec.version_label = label
+        self._fill_spec(request.model_spec, label, version)
+        request.model_spec.signature_name = self.options.signature
         if self.options.signature == SERVING_DEFAULT:
             fill_examples_tensor(request.inputs[EXAMPLES_INPUT], features)
         else:
@@ -246,6 +258,55 @@ class RiskEngineClient:
 
     def call_predict(self, request) -> Tuple[Any, _Server, int, float]:
         """Sends a PredictRequest with retries; returns (response, server, attempts, seconds)."""
+        return self._call(lambda server: server.prediction.Predict, request)
+
+    def predict_outputs(self, inputs: Mapping[str, Any], signature: str,
+                        label: Optional[str] = None,
+                        version: Optional[int] = None) -> OutputsResult:
+        """Sends prepared input TensorProtos to `signature`; returns all its outputs.
+
+        Unlike `predict`, any signature the model serves may be named (it is
+        not checked against PREDICT_SIGNATURES): the caller knows its contract.
+        """
+        request = self._predict_pb2.PredictRequest()
+        self._fill_spec(request.model_spec, label, version)
+        request.model_spec.signature_name = signature
+        for name, tensor in inputs.items():
+            request.inputs[name].CopyFrom(tensor)
+        response, server, attempts, latency = self.call_predict(request)
+        return OutputsResult(outputs=read_outputs(response),
+                             model_version=response.model_spec.version.value,
+                             address=server.address, latency_seconds=latency,
+                             attempts=attempts)
+
+    def signature_defs(self, label: Optional[str] = None,
+                       version: Optional[int] = None) -> Tuple[int, Dict[str, Any]]:
+        """(model version, {signature name: SignatureDef}) from GetModelMetadata."""
+        from tensorflow_serving.apis import (  # pylint: disable=import-outside-toplevel
+            get_model_metadata_pb2)
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            metadata_field=[SIGNATURE_DEF_FIELD])
+        self._fill_spec(request.model_spec, label, version)
+        response, _, _, _ = self._call(lambda server: server.prediction.GetModelMetadata,
+                                       request)
+        if SIGNATURE_DEF_FIELD not in response.metadata:
+            raise ScoringError(f"model '{self.options.model_name}': GetModelMetadata "
+                               f"returned no {SIGNATURE_DEF_FIELD}", code="INVALID_ARGUMENT")
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata[SIGNATURE_DEF_FIELD].Unpack(signatures)
+        return response.model_spec.version.value, dict(signatures.signature_def)
+
+    def _fill_spec(self, spec, label: Optional[str], version: Optional[int]) -> None:
+        spec.name = self.options.model_name
+        if version is not None:
+            spec.version.value = version
+        elif label:
+            spec.version_label = label
+
+    def _call(self, method: Callable[[_Server], Callable], request
+              ) -> Tuple[Any, _Server, int, float]:
+        """method(server)(request) with retries; returns (response, server, attempts, seconds)."""
         import grpc  # pylint: disable=import-outside-toplevel
 
         opts = self.options
@@ -259,7 +320,7 @@ class RiskEngineClient:
                 raise ScoringError(f"deadline of {opts.deadline_seconds}s exceeded after "
                                    f"{attempt - 1} attempts", code="DEADLINE_EXCEEDED")
             try:
-                response = server.prediction.Predict(request, timeout=remaining)
+                response = method(server)(request, timeout=remaining)
                 return response, server, attempt, time.perf_counter() - start
             except grpc.RpcError as err:
                 code = err.code()
@@ -320,6 +381,13 @@ def raw_tensors(features: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
             out[name] = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape,
                                                string_val=[str(v).encode() for v in values])
     return out
+
+
+def read_outputs(response) -> Dict[str, Any]:
+    """Every output tensor of a PredictResponse as a numpy array (strings as bytes)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return {key: tf.make_ndarray(tensor) for key, tensor in response.outputs.items()}
 
 
 def read_scores(response, output_key: Optional[str] = None) -> List[float]:

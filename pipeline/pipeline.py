@@ -79,10 +79,12 @@ def _credit_example_gen(config: PipelineConfig, table: StagedTable):
         return tfx.components.CsvExampleGen(input_base=table.directory,
                                             input_config=input_config)
     eval_buckets = max(1, round(HASH_BUCKETS * config.credit.eval_fraction))
-    output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-        splits=[tfx.proto.SplitConfig.Split(name="train", hash_buckets=HASH_BUCKETS - eval_buckets),
-                tfx.proto.SplitConfig.Split(name="eval", hash_buckets=eval_buckets)],
-        partition_feature_name=table.table.id))
+    split_config = tfx.proto.SplitConfig(splits=[
+        tfx.proto.SplitConfig.Split(name="train", hash_buckets=HASH_BUCKETS - eval_buckets),
+        tfx.proto.SplitConfig.Split(name="eval", hash_buckets=eval_buckets)])
+    if table.table.id:  # else the hash of the whole example
+        split_config.partition_feature_name = table.table.id
+    output_config = tfx.proto.Output(split_config=split_config)
     input_config = tfx.proto.Input(splits=[
         tfx.proto.Input.Split(name="single_split", pattern=f"{ALL_DIR}/{STAGED_FILE}")])
     return tfx.components.CsvExampleGen(input_base=table.directory, input_config=input_config,
