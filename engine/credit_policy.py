@@ -42,7 +42,7 @@ import os
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from components.credit.table import column_name
-from engine.policy import APPROVE, REVIEW, PolicyError, _Fields
+from engine.policy import APPROVE, REVIEW, PolicyError, PolicyFields, read_policy_yaml
 
 DECLINE = "DECLINE"
 ACTIONS = (APPROVE, REVIEW, DECLINE)  # in increasing severity
@@ -166,7 +166,7 @@ def _number_of(cells: Cells, column: str, rule: str) -> Optional[float]:
     return value
 
 
-def _below_rule(spec: _Fields, name: str, column: str) -> Callable[[Cells], Optional[str]]:
+def _below_rule(spec: PolicyFields, name: str, column: str) -> Callable[[Cells], Optional[str]]:
     limit = spec.number("limit")
 
     def check(cells: Cells) -> Optional[str]:
@@ -178,7 +178,7 @@ def _below_rule(spec: _Fields, name: str, column: str) -> Callable[[Cells], Opti
     return check
 
 
-def _above_rule(spec: _Fields, name: str, column: str) -> Callable[[Cells], Optional[str]]:
+def _above_rule(spec: PolicyFields, name: str, column: str) -> Callable[[Cells], Optional[str]]:
     limit = spec.number("limit")
 
     def check(cells: Cells) -> Optional[str]:
@@ -190,7 +190,7 @@ def _above_rule(spec: _Fields, name: str, column: str) -> Callable[[Cells], Opti
     return check
 
 
-def _in_rule(spec: _Fields, name: str, column: str) -> Callable[[Cells], Optional[str]]:
+def _in_rule(spec: PolicyFields, name: str, column: str) -> Callable[[Cells], Optional[str]]:
     values = frozenset(v.strip().casefold() for v in spec.string_list("values"))
 
     def check(cells: Cells) -> Optional[str]:
@@ -227,7 +227,7 @@ def _parse_rule(data, where: str, seen: set) -> CreditRule:
         raise PolicyError(f"{where}.type: {rule_type!r} is not one of "
                           f"{', '.join(sorted(RULE_TYPES))}")
     builder, own_fields, numeric = RULE_TYPES[rule_type]
-    spec = _Fields(data, where, ("name", "type", "column", "action") + own_fields)
+    spec = PolicyFields(data, where, ("name", "type", "column", "action") + own_fields)
     column = column_name(spec.string("column"), 0)
     name = spec.string("name", default=_default_rule_name(rule_type, column, data))
     if name in seen:
@@ -240,8 +240,8 @@ def _parse_rule(data, where: str, seen: set) -> CreditRule:
 
 def parse_credit_policy(data, where: str = "policy") -> CreditPolicy:
     """A CreditPolicy from the parsed YAML of a policy file; `where` prefixes error messages."""
-    top = _Fields(data, where, ("thresholds", "rules", "on_model_error"))
-    levels = _Fields(top.get("thresholds"), f"{where}.thresholds",
+    top = PolicyFields(data, where, ("thresholds", "rules", "on_model_error"))
+    levels = PolicyFields(top.get("thresholds"), f"{where}.thresholds",
                      ("decline_below", "review_below"))
     decline_below = levels.number("decline_below")
     review_below = levels.number("review_below")
@@ -261,17 +261,7 @@ def parse_credit_policy(data, where: str = "policy") -> CreditPolicy:
 
 def load_credit_policy(path: str) -> CreditPolicy:
     """Reads and validates a YAML credit policy file; PolicyError names the file and field."""
-    import yaml  # pylint: disable=import-outside-toplevel
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as err:
-        raise PolicyError(f"cannot read policy file {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise PolicyError(f"policy file {path} is not valid YAML: "
-                          f"{' '.join(str(err).split())}") from err
-    return parse_credit_policy(data, where=path)
+    return parse_credit_policy(read_policy_yaml(path), where=path)
 
 
 def default_credit_policy_path() -> str:

@@ -27,16 +27,15 @@ probability of default, model version and, for REVIEW and DECLINE, the reasons:
 the model's reason codes with a positive contribution to the log-odds of
 default, strongest first, rounded to REASON_DIGITS decimals.
 """
-import csv
 import dataclasses
-import io
 import math
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from common.errors import DataError
 from common.serving_contract import (DEFAULT_PROBABILITY_KEY, EXPLAIN, REASON_CODES_KEY,
                                      REASON_CONTRIBUTIONS_KEY, SCORE_POINTS_KEY)
-from components.credit.table import DELIMITERS, MISSING_TOKENS, column_name
+from components.credit import table
+from components.credit.table import MISSING_TOKENS, column_name
 from engine.client import RiskEngineClient, ScoringError
 from engine.credit_policy import APPROVE, ACTIONS, CreditPolicy, parse_number
 
@@ -90,62 +89,6 @@ class Applications:
         return f"{self.path}: row {application.row}, column '{self.header_of(name)}'"
 
 
-def _text(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {err.strerror}") from err
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(f"{path}: row {line}: not UTF-8 text (byte {err.start}); export the "
-                        f"applications as UTF-8") from err
-    return text[1:] if text.startswith("\ufeff") else text
-
-
-def _delimiter(first_line: str) -> str:
-    """The candidate delimiter that splits the header line into the most fields (',' on a tie)."""
-    def fields(delimiter: str) -> int:
-        return len(next(csv.reader([first_line], delimiter=delimiter), []))
-    return max(DELIMITERS, key=fields)
-
-
-def _rows(path: str, text: str) -> Iterator[Tuple[int, List[str]]]:
-    """(row number, fields) of each non-blank row, the header first."""
-    delimiter = _delimiter(text.lstrip("\r\n").split("\n", 1)[0].rstrip("\r"))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
-                        skipinitialspace=True)
-    last_line = 0
-    width = None
-    try:
-        for fields in reader:
-            start, last_line = last_line + 1, reader.line_num
-            if not fields:
-                continue
-            if width is not None and len(fields) != width:
-                raise DataError(f"{path}: row {start} has {len(fields)} fields, the header has "
-                                f"{width} (delimiter {delimiter!r})")
-            width = width or len(fields)
-            yield start, fields
-    except csv.Error as err:
-        raise DataError(f"{path}: row {reader.line_num}: {err}") from err
-
-
-def _names(path: str, headers: Sequence[str]) -> Tuple[str, ...]:
-    names = [column_name(header, position) for position, header in enumerate(headers, start=1)]
-    first: Dict[str, int] = {}
-    for i, name in enumerate(names):
-        if name in first:
-            j = first[name]
-            raise DataError(f"{path}: the headers '{headers[j]}' (column {j + 1}) and "
-                            f"'{headers[i]}' (column {i + 1}) both become the column name "
-                            f"'{name}'; rename one")
-        first[name] = i
-    return tuple(names)
-
-
 def _find_column(wanted: str, headers: Sequence[str], names: Sequence[str]) -> Optional[str]:
     """The column name of a header given as the header or as the column name."""
     wanted = wanted.strip()
@@ -163,13 +106,9 @@ def read_applications(path: str, id_column: Optional[str] = None) -> Application
     must be in the file, with a distinct value in every row. Without it the id
     is the row number.
     """
-    text = _text(path)
-    if not text.strip():
-        raise DataError(f"{path}: empty file, expected a header row and applications")
-    rows = _rows(path, text)
-    _, header_fields = next(rows)
-    headers = tuple(field.strip() for field in header_fields)
-    names = _names(path, headers)
+    parsed = table.read_csv(path)
+    headers = tuple(parsed.header)
+    names = tuple(table.feature_names(path, headers))
     id_name = ""
     if id_column:
         id_name = _find_column(id_column, headers, names) or ""
@@ -178,7 +117,7 @@ def read_applications(path: str, id_column: Optional[str] = None) -> Application
                             f"{', '.join(headers)})")
     applications = []
     seen_ids: Dict[str, int] = {}
-    for row, fields in rows:
+    for row, fields in zip(parsed.lines, parsed.rows):
         cells = {}
         for name, field in zip(names, fields):
             value = field.strip()
@@ -194,8 +133,6 @@ def read_applications(path: str, id_column: Optional[str] = None) -> Application
                                 f"{seen_ids[app_id]})")
             seen_ids[app_id] = row
         applications.append(Application(row=row, id=app_id, cells=cells))
-    if not applications:
-        raise DataError(f"{path}: a header but no applications")
     return Applications(path=path, headers=headers, names=names, rows=tuple(applications),
                         id_column=id_name)
 

@@ -134,7 +134,7 @@ class Policy:
 # --- rule types -----------------------------------------------------------------------
 
 
-def _merchant_category_rule(spec: "_Fields") -> Callable[[Facts], Optional[str]]:
+def _merchant_category_rule(spec: "PolicyFields") -> Callable[[Facts], Optional[str]]:
     categories = frozenset(spec.string_list("categories"))
 
     def check(facts: Facts) -> Optional[str]:
@@ -145,7 +145,7 @@ def _merchant_category_rule(spec: "_Fields") -> Callable[[Facts], Optional[str]]
     return check
 
 
-def _new_card_amount_rule(spec: "_Fields") -> Callable[[Facts], Optional[str]]:
+def _new_card_amount_rule(spec: "PolicyFields") -> Callable[[Facts], Optional[str]]:
     amount_above = spec.number("amount_above", minimum=0.0)
     age_under = spec.number("card_age_under_days", minimum=0.0)
 
@@ -158,7 +158,7 @@ def _new_card_amount_rule(spec: "_Fields") -> Callable[[Facts], Optional[str]]:
     return check
 
 
-def _travel_speed_rule(spec: "_Fields") -> Callable[[Facts], Optional[str]]:
+def _travel_speed_rule(spec: "PolicyFields") -> Callable[[Facts], Optional[str]]:
     speed_above = spec.number("speed_above_kmh", minimum=0.0)
 
     def check(facts: Facts) -> Optional[str]:
@@ -169,7 +169,7 @@ def _travel_speed_rule(spec: "_Fields") -> Callable[[Facts], Optional[str]]:
     return check
 
 
-def _amount_rule(spec: "_Fields") -> Callable[[Facts], Optional[str]]:
+def _amount_rule(spec: "PolicyFields") -> Callable[[Facts], Optional[str]]:
     amount_above = spec.number("amount_above", minimum=0.0)
 
     def check(facts: Facts) -> Optional[str]:
@@ -192,7 +192,7 @@ RULE_TYPES: Dict[str, Tuple[Callable, Tuple[str, ...]]] = {
 # --- loading and validation -----------------------------------------------------------
 
 
-class _Fields:
+class PolicyFields:
     """Typed access to one mapping of a policy file; errors name the field's path."""
 
     def __init__(self, data: Any, where: str, allowed: Sequence[str]):
@@ -253,7 +253,7 @@ def _parse_rule(data: Any, where: str, seen: set) -> Rule:
         raise PolicyError(f"{where}.type: {rule_type!r} is not one of "
                           f"{', '.join(sorted(RULE_TYPES))}")
     builder, own_fields = RULE_TYPES[rule_type]
-    spec = _Fields(data, where, ("name", "type", "action") + own_fields)
+    spec = PolicyFields(data, where, ("name", "type", "action") + own_fields)
     name = spec.string("name")
     if name in seen:
         raise PolicyError(f"{where}.name: duplicate rule name '{name}'")
@@ -264,8 +264,8 @@ def _parse_rule(data: Any, where: str, seen: set) -> Rule:
 
 def parse_policy(data: Any, where: str = "policy") -> Policy:
     """A Policy from the parsed YAML of a policy file; `where` prefixes error messages."""
-    top = _Fields(data, where, ("thresholds", "rules", "on_model_error"))
-    levels = _Fields(top.get("thresholds"), f"{where}.thresholds", ("review", "block"))
+    top = PolicyFields(data, where, ("thresholds", "rules", "on_model_error"))
+    levels = PolicyFields(top.get("thresholds"), f"{where}.thresholds", ("review", "block"))
     review = levels.number("review", minimum=0.0, maximum=1.0)
     block = levels.number("block", minimum=0.0, maximum=1.0)
     if review > block:
@@ -281,19 +281,23 @@ def parse_policy(data: Any, where: str = "policy") -> Policy:
                   on_model_error=on_error)
 
 
-def load_policy(path: str) -> Policy:
-    """Reads and validates a YAML policy file; PolicyError names the file and field."""
+def read_policy_yaml(path: str) -> Any:
+    """The content of a YAML policy file; PolicyError naming the file when unreadable."""
     import yaml  # pylint: disable=import-outside-toplevel
 
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except OSError as err:
         raise PolicyError(f"cannot read policy file {path}: {err.strerror}") from err
     except yaml.YAMLError as err:
         raise PolicyError(f"policy file {path} is not valid YAML: "
                           f"{' '.join(str(err).split())}") from err
-    return parse_policy(data, where=path)
+
+
+def load_policy(path: str) -> Policy:
+    """Reads and validates a YAML policy file; PolicyError names the file and field."""
+    return parse_policy(read_policy_yaml(path), where=path)
 
 
 def default_policy_path() -> str:

@@ -117,7 +117,7 @@ class _Source:
 
 
 @dataclasses.dataclass
-class _Parsed:
+class ParsedFile:
     """One file's header and rows, with the line each row starts on (for messages)."""
     path: str
     header: List[str]
@@ -162,13 +162,23 @@ def _source_paths(path: str) -> List[str]:
     raise UsageError(f"{path}: no such file or directory")
 
 
-def _read_sources(path: str) -> List[_Source]:
-    sources = []
-    for file in _source_paths(path):
+def _read_source(file: str) -> _Source:
+    try:
         with open(file, "rb") as f:
             data = f.read()
-        sources.append(_Source(file, data, hashlib.sha256(data).hexdigest()))
-    return sources
+    except OSError as err:
+        raise DataError(f"{file}: cannot read: {err.strerror}") from err
+    return _Source(file, data, hashlib.sha256(data).hexdigest())
+
+
+def _read_sources(path: str) -> List[_Source]:
+    return [_read_source(file) for file in _source_paths(path)]
+
+
+def read_csv(path: str) -> "ParsedFile":
+    """One CSV file's header and rows, read as the table check reads a table's files
+    (UTF-8, the delimiter from the header line, rows numbered by their line)."""
+    return parse_file(_read_source(path))
 
 
 def _text(source: _Source) -> str:
@@ -189,7 +199,7 @@ def _delimiter(first_line: str) -> str:
     return max(DELIMITERS, key=fields)
 
 
-def _parse(source: _Source) -> _Parsed:
+def parse_file(source: _Source) -> ParsedFile:
     """Header and rows of one file; a row with another number of fields than the header stops the run.
 
     Blank lines hold no application and are skipped (their lines still count).
@@ -200,7 +210,7 @@ def _parse(source: _Source) -> _Parsed:
     delimiter = _delimiter(text.lstrip("\r\n").split("\n", 1)[0].rstrip("\r"))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
                         skipinitialspace=True)
-    parsed = _Parsed(source.path, [], [], [])
+    parsed = ParsedFile(source.path, [], [], [])
     last_line = 0
     try:
         for fields in reader:
@@ -222,7 +232,7 @@ def _parse(source: _Source) -> _Parsed:
     return parsed
 
 
-def _feature_names(path: str, header: Sequence[str]) -> List[str]:
+def feature_names(path: str, header: Sequence[str]) -> List[str]:
     """column_name of every header; two headers with one name would be one feature: an error."""
     names = [column_name(text, position) for position, text in enumerate(header, start=1)]
     first: Dict[str, int] = {}
@@ -235,7 +245,7 @@ def _feature_names(path: str, header: Sequence[str]) -> List[str]:
     return names
 
 
-def _check_same_header(first: _Parsed, other: _Parsed) -> None:
+def _check_same_header(first: ParsedFile, other: ParsedFile) -> None:
     """The files of a directory are parts of one table, so their headers must agree."""
     if other.header == first.header:
         return
@@ -249,10 +259,10 @@ def _check_same_header(first: _Parsed, other: _Parsed) -> None:
 
 
 def _raw_table(path: str, sources: Sequence[_Source]) -> _Raw:
-    parsed = [_parse(source) for source in sources]
+    parsed = [parse_file(source) for source in sources]
     for other in parsed[1:]:
         _check_same_header(parsed[0], other)
-    names = _feature_names(parsed[0].path, parsed[0].header)
+    names = feature_names(parsed[0].path, parsed[0].header)
     frames = [pd.DataFrame(p.rows, columns=names, dtype=object) for p in parsed]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     frame = pd.DataFrame({name: frame[name].str.strip() for name in names})

@@ -20,7 +20,6 @@ baselines fitted on the same transformed training split, so that the report
 shows all three on equal terms. The Evaluator's TFMA figures remain the ones
 that bless.
 """
-import dataclasses
 from typing import Dict, List, Tuple
 
 import numpy as np

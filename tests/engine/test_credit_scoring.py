@@ -186,7 +186,7 @@ def test_applications_are_read_with_the_training_tables_conventions(tmp_path):
 @pytest.mark.parametrize("text, id_column, message", [
     ("", None, r"a\.csv: empty file"),
     ("\n  \n", None, r"a\.csv: empty file"),
-    (HEADER + "\n", None, r"a\.csv: a header but no applications"),
+    (HEADER + "\n", None, r"a\.csv: a header but no data rows"),
     (HEADER + "\nA1;34;52000\n", None, r"a\.csv: row 2 has 3 fields, the header has 7"),
     ("Age,age,income\n1,2,3\n", None,
      r"a\.csv: the headers 'Age' \(column 1\) and 'age' \(column 2\) both become"),
