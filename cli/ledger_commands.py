@@ -21,7 +21,9 @@ def register(subparsers) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     parser.add_argument("--html", metavar="FILE",
                         help="also write a self-contained HTML page with tables and charts")
-    parser.add_argument("--pipeline-name", default="riskpipe", help="(default: %(default)s)")
+    parser.add_argument("--pipeline-name", default="",
+                        help="(default: the one pipeline recorded under --pipeline-root, e.g. "
+                             "riskpipe or riskpipe-credit)")
     parser.add_argument("--model-name", default="fraud",
                         help="the model name the versions are served as (default: %(default)s)")
     parser.add_argument("--cut-threshold", type=float, default=0.02, metavar="SHARE",

@@ -25,6 +25,8 @@ from pipeline.configs import TASKS, PipelineConfig, credit_defaults, load_config
 DEMO_WORKDIR = os.path.join("runs", "demo")
 # Written into the pipeline root after a credit run.
 CURVES_FILE = "roc_ks.png"
+# The credit demo's applications.
+CREDIT_DEMO_ROWS = 20_000
 # The demo's dataset: big enough for stable metrics, small enough for a few minutes.
 DEMO_DATA = {"transactions": 60_000, "days": 30, "fraud_rate": 0.01, "seed": 0}
 _PROGRESS_MESSAGE = "Component %s is running."
@@ -113,6 +115,10 @@ def _register_demo(subparsers) -> None:
                         help="transactions to simulate (default: %(default)s)")
     parser.add_argument("--days", metavar="N", type=int, default=DEMO_DATA["days"],
                         help="days to simulate (default: %(default)s)")
+    parser.add_argument("--task", choices=TASKS, default="fraud",
+                        help="credit: simulated credit applications instead (see --rows)")
+    parser.add_argument("--rows", metavar="N", type=int, default=CREDIT_DEMO_ROWS,
+                        help="credit: applications to simulate (default: %(default)s)")
     _add_run_options(parser)
     parser.set_defaults(func=demo_command)
 
@@ -125,10 +131,15 @@ def _register_schema(subparsers) -> None:
                     "existing schema (or set the defaults of the data contract), and write it "
                     "for review. Prints the features added or removed and any anomaly of the "
                     "data against the new schema.")
-    parser.add_argument("--data", metavar="DIR", required=True,
-                        help="raw transactions: DIR/date=YYYY-MM-DD/transactions.csv")
+    parser.add_argument("--data", metavar="PATH", required=True,
+                        help="fraud: raw transactions, DIR/date=YYYY-MM-DD/transactions.csv; "
+                             "credit: the application table (CSV file or directory)")
     parser.add_argument("--out", metavar="FILE", default=None,
-                        help="schema file to write (default: schema/schema.pbtxt of riskpipe)")
+                        help="schema file to write (fraud default: schema/schema.pbtxt of "
+                             "riskpipe; required for credit)")
+    _add_task_options(parser)
+    parser.add_argument("--config", metavar="FILE",
+                        help="credit: a YAML file whose credit: section describes the table")
     parser.add_argument("--eval-days", metavar="N", type=int, default=7,
                         help="days at the end that form the eval split (default: %(default)s)")
     parser.add_argument("--beam-arg", metavar="ARG", action="append", default=[],
@@ -333,7 +344,37 @@ def _demo_dataset(path: str, transactions: int, days: int) -> None:
     dataset.write_dataset(wanted, path, overwrite=True)
 
 
+def _credit_demo(args) -> int:
+    """The credit demo: simulated applications, the credit pipeline, and how to score them."""
+    from datagen import credit  # pylint: disable=import-outside-toplevel
+
+    if args.rows < 100:
+        raise UsageError("--rows must be at least 100")
+    workdir = os.path.join(os.path.abspath(args.workdir), "credit")
+    data = os.path.join(workdir, "data")
+    print(f"generating {args.rows} credit applications into {data} ...")
+    credit.write_credit_table(data, rows=args.rows, default_rate=credit.DEFAULT_DEFAULT_RATE,
+                              seed=0, start_date=credit.DEFAULT_START_DATE, overwrite=True)
+    args.label, args.positive = credit.LABEL, "1"
+    args.id, args.date = "application_id", "application_date"
+    base = credit_defaults(PipelineConfig(
+        data_root=os.path.join(data, credit.TABLE), pipeline_root=os.path.join(workdir, "pipeline"),
+        serving_root=os.path.join(workdir, "serving")))
+    config = _run_and_report(_pipeline_config(args, base), args, "demo")
+    if config is None:
+        return 1
+    base_path = os.path.join(config.serving_root, config.model_name)
+    print("\nnext: serve the pushed model, then decide on applications with it:\n"
+          f"  riskpipe serve --port=8500 --model_name={config.model_name} "
+          f"--model_base_path={base_path}\n"
+          f"  riskpipe score --task credit --server localhost:8500 --id application_id "
+          f"--input {config.data_root}")
+    return 0
+
+
 def demo_command(args) -> int:
+    if args.task == "credit":
+        return _credit_demo(args)
     if args.transactions < 1 or args.days < 2:
         raise UsageError("--transactions must be at least 1 and --days at least 2")
     workdir = os.path.abspath(args.workdir)
@@ -361,9 +402,35 @@ def demo_command(args) -> int:
 # ---------------------------------------------------------------------------
 # schema / tensorboard
 
+def _credit_schema(args) -> int:
+    """Infers a credit schema (every column variable-length) from the checked table."""
+    # pylint: disable=import-outside-toplevel
+    import tensorflow_data_validation as tfdv
+
+    from components.credit import table
+    from pipeline import schema_update
+
+    if not args.out:
+        raise UsageError("--task credit needs --out FILE, the schema file to write")
+    config = _credit_flags(load_config(args.config, credit_defaults(PipelineConfig())), args)
+    with tempfile.TemporaryDirectory(prefix="riskpipe-schema-") as tmp:
+        staged = table.stage_table(args.data, config.credit, tmp)
+        print(table.describe(staged.table))
+        with _component_logging(args.verbose):
+            statistics = tfdv.generate_statistics_from_csv(
+                os.path.join(staged.directory, "*", table.STAGED_FILE))
+    schema = tfdv.infer_schema(statistics, infer_feature_shape=False)
+    schema_update.write_schema(schema, args.out, schema_update.CREDIT_HEADER)
+    print(f"wrote {args.out}: {len(schema.feature)} features; review it, then pass it as "
+          "schema_path in --config")
+    return 0
+
+
 def schema_command(args) -> int:
     from pipeline.schema_update import DEFAULT_SCHEMA_PATH  # pylint: disable=import-outside-toplevel
 
+    if args.task == "credit":
+        return _credit_schema(args)
     if not os.path.isdir(args.data):
         raise UsageError(f"--data {args.data}: no such directory")
     out = args.out or DEFAULT_SCHEMA_PATH

@@ -145,7 +145,7 @@ def _models_section(report: dict) -> str:
     for model in report["models"]:
         metrics = model["metrics"]
         rows.append([_Num(model["version"]), _yes_no(model["blessed"]), _yes_no(model["pushed"]),
-                     _num(metrics["roc_auc"]), _num(metrics["pr_auc"]), _num(metrics["recall_at_1pct_fpr"]),
+                     _num(metrics["roc_auc"]), _num(metrics["pr_auc"]), _num(metrics.get("recall_at_1pct_fpr")),
                      _num(metrics["serving_cpu_ms_per_txn"]),
                      _money(metrics["cost_per_million_txns"], currency),
                      _num(model["cost_effectiveness"])])

@@ -19,13 +19,19 @@ import dataclasses
 import datetime
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from common.files import kept_json
+from components.credit import trainer as credit_trainer
+from components.metric_names import BRIER, GINI, KS, PR_AUC, RECALL_AT_FPR, ROC_AUC
 from ledger import feature_costs, feature_values, serving_cost
-from pipeline import cost_ledger, eval_config, mlmd_queries, run_summary
+from pipeline import cost_ledger, mlmd_queries, run_summary
 from pipeline.configs import CostConfig
-from pipeline.pipeline import EVALUATOR, FEATURE_GEN, PUSHER
+from pipeline.pipeline import (EVALUATOR, EXAMPLE_GEN, EXAMPLE_SOURCES, FEATURE_GEN, PUSHER,
+                               TRAINER)
+
+FRAUD_METRICS = (ROC_AUC, PR_AUC, RECALL_AT_FPR)
+CREDIT_METRICS = (ROC_AUC, KS, GINI, PR_AUC, BRIER)
 
 COST_EFFECTIVENESS = ("cost-effectiveness: the PR-AUC a version gained over the version pushed "
                       "before it, per unit of its training cost (PR-AUC per {currency}); none "
@@ -63,13 +69,20 @@ def _run_record(run_id: str, executions: List[tuple]) -> Dict[str, Any]:
             "pushed_version": None}
 
 
-def _quality(store, evaluator) -> Dict[str, Optional[float]]:
+def _quality(store, evaluator, names: Sequence[str]) -> Dict[str, Optional[float]]:
     outputs = mlmd_queries.output_artifacts(store, evaluator.id)
     metrics, _ = run_summary.overall_metrics(outputs["evaluation"][0].uri)
     blessed = bool(mlmd_queries.custom_property(outputs["blessing"][0], "blessed"))
-    return {"blessed": blessed, "roc_auc": metrics.get(eval_config.ROC_AUC),
-            "pr_auc": metrics.get(eval_config.PR_AUC),
-            "recall_at_1pct_fpr": metrics.get(eval_config.RECALL_AT_FPR)}
+    return {"blessed": blessed, **{name: metrics.get(name) for name in names}}
+
+
+def _credit_baselines(store, pushed) -> Dict[str, Dict[str, float]]:
+    """The baselines' quality on the version's eval split, from its Trainer's report."""
+    trainer = next(e for e in pushed.lineage if mlmd_queries.node_of(store, e.id) == TRAINER)
+    model_run = mlmd_queries.output_artifacts(store, trainer.id)["model_run"][0]
+    report = run_summary.read_model_run_json(model_run.uri, credit_trainer.EVALUATION_FILE) or {}
+    return {name: values for name, values in report.get("models", {}).items()
+            if name != credit_trainer.DNN}
 
 
 def _measured(pipeline_root: str, kind: str, version: int, measure: Optional[Callable]):
@@ -93,10 +106,12 @@ def _model_records(store, runs, pipeline_root: str, prices: CostConfig,
     records = {record["run_id"]: record for record, _ in runs}
     models, previous_pr_auc = [], None
     for pushed in mlmd_queries.pushed_versions(store, options.pipeline_name, PUSHER, EVALUATOR,
-                                               FEATURE_GEN):
+                                               EXAMPLE_SOURCES):
         records[pushed.run_id]["pushed_version"] = pushed.version
-        quality = _quality(store, pushed.evaluator)
-        serving = _serving_figures(pipeline_root, pushed, options)
+        credit = pushed.example_source == EXAMPLE_GEN
+        quality = _quality(store, pushed.evaluator, CREDIT_METRICS if credit else FRAUD_METRICS)
+        # The serving replay and the feature table measure fraud's features.
+        serving = None if credit else _serving_figures(pipeline_root, pushed, options)
         training_cost = sum(c.cost for c in (cost_ledger.stored_cost(e, "")
                                              for e in pushed.lineage) if c is not None)
         pr_auc = quality["pr_auc"]
@@ -110,7 +125,8 @@ def _model_records(store, runs, pipeline_root: str, prices: CostConfig,
                         "serving_cpu_ms_per_txn": serving and serving["cpu_ms_per_txn_c8"],
                         "serving_cpu_ms_per_txn_c1": serving and serving["cpu_ms_per_txn_c1"],
                         "cost_per_million_txns": serving and serving_cost.cost_per_million(
-                            serving["cpu_ms_per_txn_c8"], prices.vcpu_hour)}})
+                            serving["cpu_ms_per_txn_c8"], prices.vcpu_hour)},
+            **({"baselines": _credit_baselines(store, pushed)} if credit else {})})
         previous_pr_auc = pr_auc if pr_auc is not None else previous_pr_auc
     return models
 
@@ -163,12 +179,16 @@ def build_report(pipeline_root: str, options: ReportOptions = ReportOptions()) -
     store = mlmd_queries.open_store(os.path.join(pipeline_root, "metadata.sqlite"))
     if store is None:
         raise FileNotFoundError(f"{pipeline_root}: no metadata.sqlite; run `riskpipe run` first")
+    if not options.pipeline_name:
+        names = mlmd_queries.pipeline_names(store)
+        options = dataclasses.replace(options, pipeline_name=names[0] if len(names) == 1
+                                      else ReportOptions.pipeline_name)
     runs = [(_run_record(run_id, executions), executions)
             for run_id, executions in mlmd_queries.run_executions(store, options.pipeline_name)]
     prices = _prices(pipeline_root, runs)
     models = _model_records(store, runs, pipeline_root, prices, options)
-    features = (_feature_table(pipeline_root, models[-1]["pushed_version"], options)
-                if models else [])
+    fraud = models and models[-1]["pushed_version"].example_source == FEATURE_GEN
+    features = _feature_table(pipeline_root, models[-1]["pushed_version"], options) if fraud else []
     return {"currency": prices.currency, "price_source": prices.source,
             "prices": dataclasses.asdict(prices),
             "cost_effectiveness_definition": COST_EFFECTIVENESS.format(currency=prices.currency),

@@ -46,20 +46,27 @@ def _models(report: Dict[str, Any]) -> List[str]:
     currency = report["currency"]
     rows = [(str(m["version"]), "yes" if m["blessed"] else "no",
              _number(m["metrics"]["roc_auc"]), _number(m["metrics"]["pr_auc"]),
-             _number(m["metrics"]["recall_at_1pct_fpr"]),
+             _number(m["metrics"].get("recall_at_1pct_fpr")), _number(m["metrics"].get("ks")),
              _number(m["metrics"]["serving_cpu_ms_per_txn"], ".3f"),
              _money(m["metrics"]["cost_per_million_txns"], currency),
              _money(m["training_cost"], currency), _number(m["cost_effectiveness"], ".2f"))
             for m in report["models"]]
     return (["model versions (serving CPU: riskpipe serve, 8 clients, the fleet's batching)"]
-            + text_table(("version", "blessed", "ROC-AUC", "PR-AUC", "recall@1%FPR",
-                      "CPU ms/txn", "per 1M txns", "training", "cost-eff."), rows)
-            + [f"  {report['cost_effectiveness_definition']}"])
+            + text_table(("version", "blessed", "ROC-AUC", "PR-AUC", "recall@1%FPR", "KS",
+                          "CPU ms/txn", "per 1M txns", "training", "cost-eff."), rows)
+            + _baseline_lines(report) + [f"  {report['cost_effectiveness_definition']}"])
+
+
+def _baseline_lines(report: Dict[str, Any]) -> List[str]:
+    """Credit versions: their baselines on the same eval split."""
+    return [f"  v{m['version']} {name}: ROC-AUC {_number(values.get('roc_auc'))}, "
+            f"KS {_number(values.get('ks'))}, Gini {_number(values.get('gini'))}"
+            for m in report["models"] for name, values in m.get("baselines", {}).items()]
 
 
 def _features(report: Dict[str, Any]) -> List[str]:
     if not report["features"]:
-        return ["features: not measured (no pushed version on disk)"]
+        return ["features: not measured (no pushed fraud model version on disk)"]
     rows = [(f["name"], f"{f['cost_us_per_txn']:.3f}", f"{f['cost_share']:.1%}",
              f"{f['value_pr_auc']:+.4f} ± {f['value_pr_auc_spread']:.4f}",
              f"{f['value_share']:.1%}", _number(f["value_per_cost"], ".4f"),

@@ -87,7 +87,7 @@ def baselines(pipeline_root: str, pipeline_name: str) -> Dict[int, Dict[str, Any
         raise FileNotFoundError(f"{pipeline_root}: no metadata.sqlite; run `riskpipe run` first")
     found = {}
     for pushed in mlmd_queries.pushed_versions(store, pipeline_name, PUSHER, EVALUATOR,
-                                               FEATURE_GEN):
+                                               (FEATURE_GEN,)):
         path = os.path.join(pipeline_root, "monitor", f"baseline-{pushed.version}.json")
         on_disk = os.path.isdir(pushed.directory)
         baseline = kept_json(path, (lambda p=pushed: compute_baseline(p)) if on_disk else None)

@@ -5,7 +5,7 @@ read what each component of a run produced.
 """
 import dataclasses
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 # MLMD context types TFX registers for every run.
 PIPELINE_CONTEXT, RUN_CONTEXT, NODE_CONTEXT = "pipeline", "pipeline_run", "node"
@@ -103,15 +103,17 @@ class PushedVersion:
     pusher: object
     evaluator: object
     lineage: tuple           # upstream_executions of the Pusher
-    examples_uri: str        # FeatureGen's examples the model was trained and evaluated on
-    input_base: str          # the raw data FeatureGen read
+    examples_uri: str        # the examples the model was trained and evaluated on
+    input_base: str          # the raw data their source read
+    example_source: str = ""  # the node id of that source (FeatureGen or CsvExampleGen)
 
 
 def pushed_versions(store, pipeline_name: str, pusher: str, evaluator: str,
-                    feature_gen: str) -> List[PushedVersion]:
+                    example_sources: Sequence[str]) -> List[PushedVersion]:
     """Every version the pipeline's runs pushed (not those already served), oldest first.
 
-    `pusher`, `evaluator` and `feature_gen` are the node ids of those components.
+    `pusher` and `evaluator` are the node ids of those components,
+    `example_sources` those of the components that may have produced the examples.
     """
     found = []
     for run_id, executions in run_executions(store, pipeline_name):
@@ -120,12 +122,12 @@ def pushed_versions(store, pipeline_name: str, pusher: str, evaluator: str,
         if not pushed:
             continue
         lineage = tuple(upstream_executions(store, by_node[pusher].id))
-        source = next(e for e in lineage if node_of(store, e.id) == feature_gen)
+        source = next(e for e in lineage if node_of(store, e.id) in example_sources)
         found.append(PushedVersion(
             int(custom_property(pushed, "pushed_version")),
             custom_property(pushed, "pushed_destination"), run_id, by_node[pusher],
             by_node[evaluator], lineage, output_artifacts(store, source.id)["examples"][0].uri,
-            custom_property(source, "input_base")))
+            custom_property(source, "input_base"), node_of(store, source.id)))
     return found
 
 
@@ -204,3 +206,8 @@ def latest_output_uri(metadata_path: str, type_name: str) -> Optional[str]:
         return None
     artifacts = store.get_artifacts_by_type(type_name)
     return max(artifacts, key=lambda a: a.id).uri if artifacts else None
+
+
+def pipeline_names(store) -> List[str]:
+    """The names of the pipelines recorded in the store."""
+    return sorted(context.name for context in store.get_contexts_by_type(PIPELINE_CONTEXT))

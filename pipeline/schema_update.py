@@ -64,6 +64,11 @@ HEADER = (
     "#   riskpipe schema --data DIR\n"
     "# which keeps the curated domains and comparators below; review the diff.\n"
 )
+CREDIT_HEADER = (
+    "# riskpipe schema of a credit application table (CsvExampleGen's examples): types,\n"
+    "# presence, value domains; every column variable-length, since any may be missing.\n"
+    "# Bootstrapped with `riskpipe schema --task credit`; reviewed like code.\n"
+)
 
 
 def _copy_curated(feature, previous, previous_schema) -> bool:
@@ -174,12 +179,12 @@ def load_schema(path: str):
     return tfdv.load_schema_text(path) if os.path.exists(path) else None
 
 
-def write_schema(schema, path: str) -> None:
+def write_schema(schema, path: str, header: str = HEADER) -> None:
     """Writes the text schema with its header, replacing `path` only once complete."""
     from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_text(path, HEADER + text_format.MessageToString(schema))
+    atomic_write_text(path, header + text_format.MessageToString(schema))
 
 
 def infer_from_examples(split_patterns: Dict[str, str], beam_args: List[str]):

@@ -8,6 +8,7 @@ pushed.
 """
 import csv
 import glob
+import json
 import os
 
 import numpy as np
@@ -20,9 +21,11 @@ from common.serving_contract import (DEFAULT_PROBABILITY_KEY, EXPLAIN, REASON_CO
                                      SERVING_RAW, read_warmup_requests)
 from components.credit import scorecard, table
 from components.credit.config import ScorecardScale
+from components.metric_names import BRIER, GINI, KS, PR_AUC, ROC_AUC
 from datagen import credit as credit_data
 from pipeline import mlmd_queries
 from pipeline import pipeline as dag
+from pipeline import schema_update
 from serving import tls
 from serving.options import ServerOptions
 from serving.server import ModelServer
@@ -201,3 +204,31 @@ def test_a_bad_table_names_the_problem_and_pushes_nothing(name, tmp_path, run_ri
     assert result.exit_code == 1
     assert str(path) in result.stderr and message in result.stderr, result.stderr
     assert not (tmp_path / "serving").exists()
+
+
+def test_the_cost_report_covers_credit_versions(credit_run, version_dir, run_riskpipe):
+    root, _ = credit_run
+    out = root / "report.json"
+    result = run_riskpipe(["report", "--pipeline-root", str(root / "pipeline"),
+                           "--json", str(out), "--no-measure"])
+    assert result.exit_code == 0, result.stderr
+    model, = json.loads(out.read_text())["models"]
+    assert model["version"] == int(os.path.basename(version_dir))
+    for name in (ROC_AUC, KS, GINI, PR_AUC, BRIER):
+        assert 0 <= model["metrics"][name] <= 1
+        for baseline in ("logistic_regression", "gradient_boosting"):
+            assert 0 <= model["baselines"][baseline][name] <= 1
+    assert model["metrics"][GINI] == pytest.approx(2 * model["metrics"][ROC_AUC] - 1, abs=1e-3)
+
+
+def test_schema_bootstraps_a_reviewable_credit_schema(credit_run, run_riskpipe, tmp_path):
+    root, _ = credit_run
+    out = tmp_path / "credit_schema.pbtxt"
+    result = run_riskpipe(["schema", "--task", "credit", "--data",
+                           str(root / "data" / credit_data.TABLE), "--label", "default",
+                           "--positive", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    schema = schema_update.load_schema(str(out))
+    names = {feature.name for feature in schema.feature}
+    assert {"income", "purpose", "default"} <= names
+    assert not any(feature.HasField("shape") for feature in schema.feature)
