@@ -353,3 +353,18 @@ def test_transformed_examples_are_rejected_with_a_clear_error(tmp_path):
         writer.write(example.SerializeToString())
     with pytest.raises(DataError, match="lacks raw features"):
         trainer.check_raw_examples([str(path.parent / "*")])
+
+
+def test_the_same_seed_trains_the_same_model(raw_data, tmp_path):
+    examples = _serialized(raw_data["eval_rows"][:64])
+    scores, reports = {}, {}
+    for run, seed in (("a", 11), ("b", 11), ("c", 12)):
+        fn_args = make_fn_args(raw_data, tmp_path / run, epochs=1, seed=seed)
+        trainer.run_fn(fn_args)
+        model = tf.saved_model.load(fn_args.serving_model_dir)
+        scores[run] = model.signatures["serving_default"](
+            examples=examples)[contract.OUTPUT_KEY].numpy()
+        reports[run] = _read_json(fn_args.model_run_dir, calibration.CALIBRATION_FILE)
+    np.testing.assert_array_equal(scores["a"], scores["b"])
+    assert reports["a"] == reports["b"]
+    assert not np.array_equal(scores["a"], scores["c"])
