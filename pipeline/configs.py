@@ -83,6 +83,7 @@ class ValidationConfig:
 
 
 TASKS = ("fraud", "credit")
+CREDIT_PIPELINE_NAME = "riskpipe-credit"
 # The credit task's training defaults: a small regularised network that stops
 # early, for tables of a thousand to a few hundred thousand applications.
 CREDIT_TRAINER = TrainerConfig(hidden_units=(32, 16), batch_size=128, epochs=100,
@@ -118,7 +119,7 @@ class PipelineConfig:
 def credit_defaults(config: PipelineConfig) -> PipelineConfig:
     """`config` with the credit task's defaults: its model name, pipeline name and trainer."""
     return dataclasses.replace(config, task="credit", model_name="credit",
-                               pipeline_name="riskpipe-credit", trainer=CREDIT_TRAINER)
+                               pipeline_name=CREDIT_PIPELINE_NAME, trainer=CREDIT_TRAINER)
 
 
 def merge(instance, overrides: Dict[str, Any], where: str):

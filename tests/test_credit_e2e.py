@@ -26,6 +26,7 @@ from datagen import credit as credit_data
 from pipeline import mlmd_queries
 from pipeline import pipeline as dag
 from pipeline import schema_update
+from pipeline.configs import CREDIT_PIPELINE_NAME
 from serving import tls
 from serving.options import ServerOptions
 from serving.server import ModelServer
@@ -113,7 +114,7 @@ def test_run_blesses_pushes_and_summarizes(credit_run, version_dir):
 def test_every_component_is_in_mlmd(credit_run, version_dir):
     root, _ = credit_run
     store = mlmd_queries.open_store(str(root / "pipeline" / "metadata.sqlite"))
-    nodes = {node for node, _ in mlmd_queries.latest_run_executions(store, "riskpipe-credit")}
+    nodes = {node for node, _ in mlmd_queries.latest_run_executions(store, CREDIT_PIPELINE_NAME)}
     assert nodes == CREDIT_NODES
 
 

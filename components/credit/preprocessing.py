@@ -32,6 +32,10 @@ from components.preprocessing import missing_indicator_name, transformed_name
 
 NUM_OOV_BUCKETS = 1
 MISSING_CATEGORY = "__missing__"
+# The most frequent values of a categorical column that get their own id; the
+# rarer ones share the out-of-vocabulary id (a free-text column cannot grow
+# the model without bound).
+MAX_CATEGORIES = 1000
 
 
 def vocabulary_name(name: str) -> str:
@@ -62,6 +66,9 @@ def numeric(x, log1p: bool) -> Tuple[tf.Tensor, tf.Tensor]:
         values = tf.math.log1p(tf.maximum(values, 0.0))
     scaled = tft.scale_to_z_score(tf.SparseTensor(column.indices, values, column.dense_shape))
     value = tf.squeeze(tf.sparse.to_dense(scaled, default_value=0.0), axis=1)
+    # A column the training split never fills has no mean: its values carry
+    # nothing the model learned, and the indicator says they were there.
+    value = tf.where(tf.math.is_finite(value), value, 0.0)
     return value, 1.0 - tf.cast(present, tf.float32)
 
 
@@ -71,7 +78,8 @@ def categorical(x, name: str) -> tf.Tensor:
     values = column.values if column.dtype == tf.string else tf.strings.as_string(column.values)
     strings = tf.SparseTensor(column.indices, values, column.dense_shape)
     dense = tf.squeeze(tf.sparse.to_dense(strings, default_value=MISSING_CATEGORY), axis=1)
-    return tft.compute_and_apply_vocabulary(dense, num_oov_buckets=NUM_OOV_BUCKETS,
+    return tft.compute_and_apply_vocabulary(dense, top_k=MAX_CATEGORIES,
+                                            num_oov_buckets=NUM_OOV_BUCKETS,
                                             vocab_filename=vocabulary_name(name))
 
 

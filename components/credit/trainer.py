@@ -9,8 +9,12 @@ custom_config (built by pipeline/pipeline.py):
 The same tf-keras machinery as fraud (components/trainer.py): class weights
 from the training split's label counts, MirroredStrategy, magnitude pruning
 and optional QAT, TensorBoard logs, seeded training; with what small tables
-need: L2 and dropout, and early stopping on the eval loss (the best weights
-kept), after which pruning fine-tunes the trained network.
+need: L2 and dropout, and early stopping on the loss of a validation slice
+held out of the training split (VALIDATION_SHARE; the best weights kept; the
+eval split stays unseen until it is scored), after which pruning fine-tunes
+the trained network. Both splits go through the Transform graph once and
+training runs on the transformed arrays: an application table fits in memory,
+and re-running the Transform every epoch would cost more than the network.
 
 Besides the model, the Trainer writes credit_evaluation.json into its
 model_run directory: on the eval split, the DNN's quality, KS table by score
@@ -20,6 +24,8 @@ baselines fitted on the same transformed training split, so that the report
 shows all three on equal terms. The Evaluator's TFMA figures remain the ones
 that bless.
 """
+import dataclasses
+import math
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -38,6 +44,11 @@ from components.trainer_config import TrainerConfig
 
 EVALUATION_FILE = "credit_evaluation.json"
 DNN = "dnn"
+# The share of the training split held out for early stopping.
+VALIDATION_SHARE = 0.1
+# Applications per batch when a split is read through the Transform graph: the
+# order and the arrays do not depend on the training batch size.
+READ_BATCH_SIZE = 1024
 
 
 def _model(tf_transform_output, config: TrainerConfig, columns) -> tf.keras.Model:
@@ -48,20 +59,60 @@ def _model(tf_transform_output, config: TrainerConfig, columns) -> tf.keras.Mode
         output_name="default", name="credit")
 
 
-def _dataset(files, fn_args, tf_transform_output, config: TrainerConfig, columns,
-             repeat: bool, shuffle: bool = True) -> tf.data.Dataset:
-    return fraud_trainer.transformed_dataset(
-        files, fn_args.data_accessor, tf_transform_output, config.batch_size,
-        num_epochs=None if repeat else 1, label_key=columns["label"], seed=config.seed,
-        shuffle=shuffle)
+def _arrays(files, fn_args, tf_transform_output, columns) -> "Split":
+    """One pass of a split through the Transform graph, in file order, as numpy."""
+    dataset = fraud_trainer.transformed_dataset(
+        files, fn_args.data_accessor, tf_transform_output, READ_BATCH_SIZE, num_epochs=1,
+        label_key=columns["label"], shuffle=False)
+    features: Dict[str, List[np.ndarray]] = {}
+    labels = []
+    for inputs, label in dataset:
+        for name, value in inputs.items():
+            features.setdefault(name, []).append(value.numpy()[:, 0])
+        labels.append(label.numpy()[:, 0])
+    return Split({name: np.concatenate(parts) for name, parts in features.items()},
+                 np.concatenate(labels).astype(np.int64))
 
 
-def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, steps: int,
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Transformed features ({input: [n]}) and labels [n] of some applications."""
+    features: Dict[str, np.ndarray]
+    labels: np.ndarray
+
+    def take(self, rows: np.ndarray) -> "Split":
+        return Split({name: value[rows] for name, value in self.features.items()},
+                     self.labels[rows])
+
+    def model_inputs(self) -> Dict[str, np.ndarray]:
+        return {name: value[:, None] for name, value in self.features.items()}
+
+
+def hold_out(train: Split, seed: int) -> Tuple[Split, Split]:
+    """(fit, validation): a seeded VALIDATION_SHARE of the training split for early stopping.
+
+    Early stopping must not look at the eval split, or the Evaluator's figures
+    (and the comparison with the baselines) would be optimistic.
+    """
+    order = np.random.default_rng(seed).permutation(len(train.labels))
+    size = max(1, round(VALIDATION_SHARE * len(order)))
+    return train.take(np.sort(order[size:])), train.take(np.sort(order[:size]))
+
+
+def _fit(model, fit: Split, validation: Split, config: TrainerConfig, epochs: Tuple[int, int],
+         class_weight, callbacks):
+    return model.fit(fit.model_inputs(), fit.labels[:, None].astype(np.float32),
+                     batch_size=config.batch_size, initial_epoch=epochs[0], epochs=epochs[1],
+                     validation_data=(validation.model_inputs(),
+                                      validation.labels[:, None].astype(np.float32)),
+                     class_weight=class_weight, callbacks=callbacks, shuffle=True, verbose=2)
+
+
+def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, train: Split,
            class_weight) -> Tuple[tf.keras.Model, object]:
     """Dense training with early stopping, then pruning and QAT as fine-tuning phases."""
-    train = _dataset(fn_args.train_files, fn_args, tf_transform_output, config, columns, True)
-    evaluation = _dataset(fn_args.eval_files, fn_args, tf_transform_output, config, columns,
-                          False)
+    fit, validation = hold_out(train, config.seed or 0)
+    steps = math.ceil(len(fit.labels) / config.batch_size)
     board = tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)
     strategy = tf.distribute.MirroredStrategy()
     with strategy.scope():
@@ -72,10 +123,8 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, steps: 
         callbacks.append(tf.keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.early_stopping_patience,
             restore_best_weights=True))
-    history = model.fit(train, epochs=config.epochs, steps_per_epoch=steps,
-                        validation_data=evaluation, class_weight=class_weight,
-                        callbacks=callbacks, verbose=2)
-    epoch = len(history.epoch)
+    epoch = len(_fit(model, fit, validation, config, (0, config.epochs), class_weight,
+                     callbacks).epoch)
     plan = None
     if config.target_sparsity > 0:
         plan = compression.pruning_plan(steps * config.pruning_epochs, config.target_sparsity,
@@ -84,8 +133,8 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, steps: 
         with strategy.scope():
             model = compression.prune_dense_layers(model, plan, trained=True)
             model_lib.compile_model(model, config.learning_rate)
-        fraud_trainer.fit(model, train, evaluation, None, (epoch, epoch + config.pruning_epochs),
-                          steps, class_weight, compression.pruning_callbacks(fn_args.model_run_dir))
+        _fit(model, fit, validation, config, (epoch, epoch + config.pruning_epochs),
+             class_weight, compression.pruning_callbacks(fn_args.model_run_dir))
         epoch += config.pruning_epochs
         with strategy.scope():
             model = compression.strip_pruning(model)
@@ -94,21 +143,9 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, steps: 
             model = compression.quantize_dense_layers(model)
             model_lib.compile_model(model,
                                     config.learning_rate * fraud_trainer.QAT_LEARNING_RATE_SCALE)
-        fraud_trainer.fit(model, train, evaluation, None, (epoch, epoch + config.qat_epochs),
-                          steps, class_weight, [board])
+        _fit(model, fit, validation, config, (epoch, epoch + config.qat_epochs), class_weight,
+             [board])
     return model, plan
-
-
-def transformed_arrays(dataset: tf.data.Dataset) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-    """One pass of a transformed dataset as numpy: ({input: [n]}, labels [n])."""
-    features: Dict[str, List[np.ndarray]] = {}
-    labels = []
-    for inputs, label in dataset:
-        for name, value in inputs.items():
-            features.setdefault(name, []).append(value.numpy()[:, 0])
-        labels.append(label.numpy()[:, 0])
-    return ({name: np.concatenate(parts) for name, parts in features.items()},
-            np.concatenate(labels).astype(np.int64))
 
 
 def _scores(model: tf.keras.Model, features: Dict[str, np.ndarray], shift: float) -> np.ndarray:
@@ -146,21 +183,16 @@ def run_fn(fn_args) -> None:
     counts = fraud_trainer.label_counts(tf_transform_output)
     class_weight = fraud_trainer.class_weights(counts, config.class_weight_scheme)
     shift = fraud_trainer.logit_shift(counts, class_weight)
-    steps = fraud_trainer.steps_per_epoch(fn_args.train_steps, sum(counts.values()), config)
-    model, plan = _train(fn_args, tf_transform_output, config, columns, steps, class_weight)
+    train = _arrays(fn_args.train_files, fn_args, tf_transform_output, columns)
+    evaluation = _arrays(fn_args.eval_files, fn_args, tf_transform_output, columns)
+    model, plan = _train(fn_args, tf_transform_output, config, columns, train, class_weight)
 
-    def arrays(files):
-        return transformed_arrays(_dataset(files, fn_args, tf_transform_output, config, columns,
-                                           repeat=False, shuffle=False))
-
-    train_features, train_labels = arrays(fn_args.train_files)
-    eval_features, eval_labels = arrays(fn_args.eval_files)
     baseline_results = baselines.fit_baselines(
-        train_features, train_labels, eval_features, eval_labels,
+        train.features, train.labels, evaluation.features, evaluation.labels,
         categorical=[transformed_name(name) for name in columns["categorical"]],
         seed=config.seed or 0)
-    report = evaluation_report(eval_labels, _scores(model, eval_features, shift),
-                               _scores(model, train_features, shift), baseline_results)
+    report = evaluation_report(evaluation.labels, _scores(model, evaluation.features, shift),
+                               _scores(model, train.features, shift), baseline_results)
     fraud_trainer.write_json(fn_args.model_run_dir, EVALUATION_FILE, report)
     fraud_trainer.write_reports(fn_args.model_run_dir, config, model, plan, counts, class_weight)
 
