@@ -35,8 +35,9 @@ class TrainerConfig:
     # Regularisation of the hidden layers (small tables need it).
     l2: float = 0.0
     dropout: float = 0.0
-    # Early stopping on the eval loss after this many epochs without a better
-    # one (the best weights are kept); 0 trains all `epochs`. With it, pruning
+    # Credit: early stopping on the loss of a validation slice of the training
+    # split after this many epochs without a better one (the best weights are
+    # kept); 0 trains all `epochs`. With it, pruning
     # is a fine-tuning phase of `pruning_epochs` after the dense training
     # stopped, since the number of dense steps is not known in advance.
     early_stopping_patience: int = 0
