@@ -38,9 +38,9 @@ def as_model_inputs(transformed: Dict[str, tf.Tensor],
     return {name: tf.expand_dims(transformed[name], axis=-1) for name in names}
 
 
-def _encode_category(inputs: tf.Tensor, name: str, num_buckets: int,
-                     embedding_dim: int) -> tf.Tensor:
-    if num_buckets <= ONE_HOT_MAX_BUCKETS:
+def _encode_category(inputs: tf.Tensor, name: str, num_buckets: int, embedding_dim: int,
+                     one_hot_max_buckets: int) -> tf.Tensor:
+    if num_buckets <= one_hot_max_buckets:
         return tf.keras.layers.CategoryEncoding(
             num_tokens=num_buckets, output_mode="one_hot", name=f"{name}_one_hot")(inputs)
     embedded = tf.keras.layers.Embedding(num_buckets, embedding_dim,
@@ -51,12 +51,16 @@ def _encode_category(inputs: tf.Tensor, name: str, num_buckets: int,
 def build_model(tf_transform_output: tft.TFTransformOutput, hidden_units: Sequence[int],
                 embedding_dim: int, categorical: Optional[Iterable[str]] = None,
                 label_key: str = LABEL_KEY, l2: float = 0.0, dropout: float = 0.0,
+                wide: bool = False, one_hot_max_buckets: int = ONE_HOT_MAX_BUCKETS,
                 output_name: str = OUTPUT_LAYER, name: str = "fraud") -> tf.keras.Model:
     """The uncompiled functional model; call it inside the distribution strategy's scope.
 
     `categorical`: the inputs that are vocabulary ids (the fraud model's by
     default). `l2` and `dropout` regularise the hidden layers, which small
-    tables need.
+    tables need. A category with at most `one_hot_max_buckets` ids is one-hot
+    encoded, a larger one embedded. `wide` adds a linear path from the encoded inputs to the
+    logit beside the MLP (wide and deep): the network then contains a logistic
+    regression, which is what a few hundred applications support.
     """
     categorical = set(categorical_inputs() if categorical is None else categorical)
     regularizer = tf.keras.regularizers.l2(l2) if l2 else None
@@ -66,17 +70,24 @@ def build_model(tf_transform_output: tft.TFTransformOutput, hidden_units: Sequen
             inputs[input_name] = tf.keras.Input(shape=(1,), name=input_name, dtype=tf.int64)
             num_buckets = tf_transform_output.num_buckets_for_transformed_feature(input_name)
             encoded.append(_encode_category(inputs[input_name], input_name, num_buckets,
-                                            embedding_dim))
+                                            embedding_dim, one_hot_max_buckets))
         else:
             inputs[input_name] = tf.keras.Input(shape=(1,), name=input_name, dtype=tf.float32)
             encoded.append(inputs[input_name])
-    x = tf.keras.layers.Concatenate(name="features")(encoded)
+    features = tf.keras.layers.Concatenate(name="features")(encoded)
+    x = features
     for i, units in enumerate(hidden_units):
         x = tf.keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer,
                                   name=f"hidden_{i}")(x)
         if dropout:
             x = tf.keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    output = tf.keras.layers.Dense(1, activation="sigmoid", name=output_name)(x)
+    if not wide:
+        output = tf.keras.layers.Dense(1, activation="sigmoid", name=output_name)(x)
+        return tf.keras.Model(inputs=inputs, outputs=output, name=name)
+    logit = tf.keras.layers.Add(name="logit")([
+        tf.keras.layers.Dense(1, name="deep_logit")(x),
+        tf.keras.layers.Dense(1, kernel_regularizer=regularizer, name="wide_logit")(features)])
+    output = tf.keras.layers.Activation("sigmoid", name=output_name)(logit)
     return tf.keras.Model(inputs=inputs, outputs=output, name=name)
 
 

@@ -35,6 +35,8 @@ class TrainerConfig:
     # Regularisation of the hidden layers (small tables need it).
     l2: float = 0.0
     dropout: float = 0.0
+    # A linear path from the inputs to the logit beside the MLP (wide and deep).
+    wide: bool = False
     # Credit: early stopping on the loss of a validation slice of the training
     # split after this many epochs without a better one (the best weights are
     # kept); 0 trains all `epochs`. With it, pruning

@@ -86,8 +86,12 @@ TASKS = ("fraud", "credit")
 CREDIT_PIPELINE_NAME = "riskpipe-credit"
 # The credit task's training defaults: a small regularised network that stops
 # early, for tables of a thousand to a few hundred thousand applications.
+# Wide and deep with one-hot categories (components/credit/trainer.py): at 1 k
+# applications it raised the DNN's ROC-AUC on four simulated tables from
+# 0.58/0.77/0.60/0.74 to 0.62/0.79/0.67/0.77 (logistic regression
+# 0.64/0.80/0.67/0.79); stronger L2, no pruning or no early stopping did not.
 CREDIT_TRAINER = TrainerConfig(hidden_units=(32, 16), batch_size=128, epochs=100,
-                               learning_rate=3e-3, l2=1e-4, dropout=0.1,
+                               learning_rate=3e-3, l2=1e-4, dropout=0.1, wide=True,
                                early_stopping_patience=8, pruning_epochs=5, seed=0)
 
 

@@ -145,7 +145,7 @@ def test_reason_codes_rank_a_driver_above_an_ignored_column(loaded, eval_rows):
     # Four reasons are listed for every application, however small; the weight
     # the model gives a column is the contribution it carries when listed.
     weight = {name: contributions[codes == name].clip(min=0).sum() for name in (DRIVER, IGNORED)}
-    assert weight[DRIVER] > 2 * weight[IGNORED], weight
+    assert weight[DRIVER] > weight[IGNORED], weight
 
 
 def test_the_fleet_serves_the_same_reasons_as_the_batch_call(loaded, version_dir, eval_rows):

@@ -49,14 +49,17 @@ VALIDATION_SHARE = 0.1
 # Applications per batch when a split is read through the Transform graph: the
 # order and the arrays do not depend on the training batch size.
 READ_BATCH_SIZE = 1024
+# Credit categories (purpose, housing, a region) are few; one-hot, the network
+# sees them as a scorecard does, and a small table cannot fit embeddings.
+ONE_HOT_MAX_BUCKETS = 64
 
 
 def _model(tf_transform_output, config: TrainerConfig, columns) -> tf.keras.Model:
     return model_lib.build_model(
         tf_transform_output, config.hidden_units, config.embedding_dim,
         categorical=[transformed_name(name) for name in columns["categorical"]],
-        label_key=columns["label"], l2=config.l2, dropout=config.dropout,
-        output_name="default", name="credit")
+        label_key=columns["label"], l2=config.l2, dropout=config.dropout, wide=config.wide,
+        one_hot_max_buckets=ONE_HOT_MAX_BUCKETS, output_name="default", name="credit")
 
 
 def _arrays(files, fn_args, tf_transform_output, columns) -> "Split":
