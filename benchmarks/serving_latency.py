@@ -1,12 +1,17 @@
 """Latency and throughput of `riskpipe serve`, against its floors, in one run.
 
 Side by side, on loopback with TLS (certificates from `riskpipe certs`):
-  in-process   the SavedModel's serving_default signature called directly
+  in-process   the SavedModel's serving_default signature called directly, as
+               a TF2 concrete function and as a Session callable (the two model
+               call paths of serving/servable.py)
   grpc-noop    a do-nothing PredictionService on the same stubs, on Python gRPC's
                thread-pool server and on its asyncio server (which riskpipe serve
                uses): the faster of the two is Python gRPC's floor here
   riskpipe     `riskpipe serve`, without --enable_batching, and with it in two
-               configurations, each sized to one of the loads (BATCHING)
+               configurations, each sized to one of the loads (BATCHING); each
+               once on the session call path (riskpipe serve's default, "after")
+               and once with ModelServer(model_call_path="tf2_function", the
+               path before it, "before")
 For each: p50/p99 for one transaction per request at concurrency 1, and
 throughput (transactions/s) and p99 with 8 concurrent clients sending 1 and 64
 transactions per request. Servers run in their own processes; the clients run
@@ -14,15 +19,26 @@ here. The last column is the server process's CPU time per transaction under
 the 8x1 load (for in-process, this process's), which is what bounds
 throughput when client and server share the machine's cores.
 
-    python benchmarks/serving_latency.py [--model_dir VERSION_DIR] [--requests 2000]
+Then where one transaction's time goes (concurrency 1, no batching), on each
+call path: timers around each stage inside the server (serving/stage_timing.py,
+enabled only in that server run) beside the client's round trip; what the
+server stages do not account for is gRPC (both sides), TLS and loopback.
 
-Without --model_dir it builds the tiny model of tests/serving/model_fixtures.py.
-Targets: gRPC p50 <= 4x the in-process call (one transaction); with batching,
-single-transaction throughput >= half the faster do-nothing servicer's under
-the same load, with p99 under 10 ms.
+    python benchmarks/serving_latency.py [--model_dir VERSION_DIR | --tiny_model]
+                                         [--requests 2000]
+
+Without --model_dir it trains a small pipeline (`riskpipe generate` 20 k
+transactions + `riskpipe run`, about a minute) and serves its pushed model;
+--tiny_model serves the tiny model of tests/serving/model_fixtures.py instead.
+Targets (the session path): riskpipe p50 for one transaction <= 1.6x the asyncio
+do-nothing servicer's; with batching, single-transaction throughput from 8
+clients >= 0.8x the faster do-nothing servicer's, its p99 under 10 ms, and the
+server's CPU per transaction under that load <= 0.5 ms.
 """
 import argparse
 import concurrent.futures
+import functools
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +56,12 @@ runtime.quiet_startup(verbose=False)
 CONCURRENCY = 8
 BIG_BATCH = 64
 NOOP_KINDS = {"sync": "grpc-noop thread pool", "aio": "grpc-noop asyncio"}
+# serving/servable.py's model call paths: riskpipe serve's default, and the one before it.
+AFTER, BEFORE = "session", "tf2_function"
+TARGET_P50_RATIO = 1.6
+TARGET_THROUGHPUT_SHARE = 0.8
+TARGET_P99_MS = 10.0
+TARGET_CPU_MS = 0.5
 
 
 def batching_parameters(batch_rows: int, request_rows: int) -> str:
@@ -202,16 +224,25 @@ def grpc_row(address: str, server_pid: int, client_tls, examples, load: Load,
     return p50, p99, tps1, p99_1, tps64, p99_64, cpu
 
 
-def in_process_row(model_dir: str, examples, load: Load):
-    import tensorflow as tf
-    from common.serving_contract import SERVING_DEFAULT
-    function = tf.saved_model.load(model_dir).signatures[SERVING_DEFAULT]
-    single = tf.constant(examples[:1])
-    big = tf.constant((examples * BIG_BATCH)[:BIG_BATCH])
-    p50, p99 = load.sequential(lambda: function(examples=single))
+def in_process_row(model_dir: str, examples, load: Load, call_path: str):
+    """serving_default called in this process through serving/servable.py's call path."""
+    import numpy as np
+    from common.serving_contract import EXAMPLES_INPUT, OUTPUT_KEY, SERVING_DEFAULT
+    from serving.servable import load_servable
+    servable = load_servable("fraud", 1, model_dir, model_call_path=call_path)
+    if servable.call_path != call_path:
+        raise RuntimeError(f"{model_dir} fell back to {servable.call_path}: "
+                           f"{servable.fallback_reason}")
+    single = {EXAMPLES_INPUT: np.array(examples[:1], dtype=object)}
+    big = {EXAMPLES_INPUT: np.array((examples * BIG_BATCH)[:BIG_BATCH], dtype=object)}
+
+    def call(inputs):
+        servable.run(SERVING_DEFAULT, inputs, [OUTPUT_KEY])
+
+    p50, p99 = load.sequential(lambda: call(single))
     (tps1, p99_1), cpu = load.cpu_ms_per_request(
-        os.getpid(), lambda: load.concurrent(lambda i: function(examples=single), 1))
-    tps64, p99_64 = load.concurrent(lambda i: function(examples=big), BIG_BATCH)
+        os.getpid(), lambda: load.concurrent(lambda i: call(single), 1))
+    tps64, p99_64 = load.concurrent(lambda i: call(big), BIG_BATCH)
     return p50, p99, tps1, p99_1, tps64, p99_64, cpu
 
 
@@ -228,12 +259,36 @@ def wait_for_port_file(path: str, process, timeout: float = 120) -> int:
     raise RuntimeError("server did not start")
 
 
-def start_riskpipe(base_path: str, ssl_config: str, batching_file: str):
-    command = [sys.executable, "-m", "cli.main", "serve", "--port=0",
-               "--bind_address=127.0.0.1", "--model_name=fraud", f"--model_base_path={base_path}",
-               f"--ssl_config_file={ssl_config}", "--file_system_poll_wait_seconds=60"]
+def run_riskpipe_server(call_path: str, stage_file: str, serve_args) -> int:
+    """`riskpipe serve SERVE_ARGS` in this process, its ModelServer built with
+    model_call_path=call_path and, with a stage_file, stage timers written there on exit."""
+    from cli import main as cli_main
+    from serving import server as server_module
+    from serving.stage_timing import StageTimes
+
+    stage_times = StageTimes() if stage_file else None
+    server_module.ModelServer = functools.partial(
+        server_module.ModelServer, model_call_path=call_path, stage_times=stage_times)
+    code = cli_main.main(["serve", *serve_args])
+    if stage_times is not None:
+        stage_times.write_json(stage_file)
+    return code
+
+
+def start_riskpipe(base_path: str, ssl_config: str, batching_file: str,
+                   call_path: str = AFTER, stage_file: str = ""):
+    """`riskpipe serve` itself on the default (session) path; through
+    run_riskpipe_server for another call path or for stage timers."""
+    serve_args = ["--port=0", "--bind_address=127.0.0.1", "--model_name=fraud",
+                  f"--model_base_path={base_path}", f"--ssl_config_file={ssl_config}",
+                  "--file_system_poll_wait_seconds=60"]
     if batching_file:
-        command += ["--enable_batching=true", f"--batching_parameters_file={batching_file}"]
+        serve_args += ["--enable_batching=true", f"--batching_parameters_file={batching_file}"]
+    if call_path == AFTER and not stage_file:
+        command = [sys.executable, "-m", "cli.main", "serve", *serve_args]
+    else:
+        command = [sys.executable, os.path.abspath(__file__), "--run-riskpipe-server",
+                   call_path, stage_file or "-", "--", *serve_args]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     port = int(process.stdout.readline().split("gRPC on port ")[1].split(",")[0])
@@ -261,14 +316,99 @@ def stop(process) -> None:
         process.wait()
 
 
+# ---------------------------------------------------------------- where the time goes
+
+BREAKDOWN = (
+    ("parse", "server: parse the request message"),
+    ("prepare", "server: resolve, check, TensorProto -> array"),
+    ("model", "server: the model call"),
+    ("respond", "server: outputs -> response message"),
+    ("dataplane", "server: metrics and telemetry"),
+    ("serialize", "server: serialize the response"),
+)
+
+
+def stage_breakdown(base_path: str, ssl_config: str, client_tls, examples, requests: int,
+                    workdir: str, call_path: str) -> dict:
+    """Mean microseconds per stage of one-transaction requests at concurrency 1 (no
+    batching), from the server's stage timers, and the client's mean round trip."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from common.serving_contract import EXAMPLES_INPUT
+    from serving import tls
+
+    stage_file = os.path.join(workdir, f"stages-{call_path}.json")
+    process, port = start_riskpipe(base_path, ssl_config, "", call_path, stage_file)
+    warm = min(50, requests)
+    try:
+        address = f"localhost:{port}"
+        wait_serving(address, client_tls)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(tls.channel(address, client_tls))
+        message = predict_pb2.PredictRequest()
+        message.model_spec.name = "fraud"
+        message.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(examples[:1],
+                                                                     dtype=tf.string))
+        round_trips = []
+        for index in range(warm + requests):
+            started = time.perf_counter()
+            stub.Predict(message, timeout=30)
+            if index >= warm:
+                round_trips.append(time.perf_counter() - started)
+    finally:
+        stop(process)
+    with open(stage_file) as handle:
+        samples = {stage: np.asarray(values[-requests:]) * 1e6
+                   for stage, values in json.load(handle).items()}
+    means = {stage: float(values.mean()) for stage, values in samples.items()}
+    means["dataplane"] = means["handler"] - means["prepare"] - means["model"] - means["respond"]
+    means["client"] = float(np.mean(round_trips)) * 1e6
+    return means
+
+
+def print_breakdown(breakdowns: dict, noop_mean_us: float) -> None:
+    paths = list(breakdowns)
+    print()
+    print("where one transaction's time goes: Predict, 1 tf.Example, concurrency 1, no batching;"
+          " mean us per request")
+    header = f"{'stage':<48}" + "".join(f"{path:>14}" for path in paths)
+    print(header)
+    print("-" * len(header))
+    for stage, label in BREAKDOWN:
+        print(f"{label:<48}" + "".join(f"{breakdowns[path][stage]:>14.0f}" for path in paths))
+    server = {path: sum(breakdowns[path][stage] for stage, _ in BREAKDOWN) for path in paths}
+    print(f"{'server stages, total':<48}" + "".join(f"{server[path]:>14.0f}" for path in paths))
+    print(f"{'gRPC (client and server), TLS, loopback: rest':<48}"
+          + "".join(f"{breakdowns[path]['client'] - server[path]:>14.0f}" for path in paths))
+    print(f"{'client round trip':<48}"
+          + "".join(f"{breakdowns[path]['client']:>14.0f}" for path in paths))
+    print(f"(the asyncio do-nothing servicer's round trip, same client: {noop_mean_us:.0f} us)")
+
+
 # ---------------------------------------------------------------- main
 
-def model_and_examples(model_dir: str, workdir: str):
+def train_pushed_model(workdir: str) -> str:
+    """A small pipeline run (default trainer, 20 k simulated transactions); its pushed version."""
+    data, serving_root = os.path.join(workdir, "data"), os.path.join(workdir, "serving")
+    print("training a small pipeline for a pushed fraud model (about a minute)...", flush=True)
+    for command in (["generate", "--transactions", "20000", "--days", "20", "--fraud-rate",
+                     "0.03", "--seed", "1", "--out", data],
+                    ["run", "--data", data, "--pipeline-root", os.path.join(workdir, "pipeline"),
+                     "--serving-root", serving_root]):
+        subprocess.run([sys.executable, "-m", "cli.main", *command], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    base = os.path.join(serving_root, "fraud")
+    return os.path.join(base, max(os.listdir(base), key=int))
+
+
+def model_and_examples(model_dir: str, tiny: bool, workdir: str):
     from common.serving_contract import EXAMPLES_INPUT, read_warmup_requests
-    if not model_dir:
+    if tiny:
         sys.path.insert(0, os.path.join(ROOT, "tests", "serving"))
         import model_fixtures
         model_dir = model_fixtures.export_model(os.path.join(workdir, "export"))
+    elif not model_dir:
+        model_dir = train_pushed_model(workdir)
     examples = []
     for log in read_warmup_requests(model_dir):
         examples += list(log.predict_log.request.inputs[EXAMPLES_INPUT].string_val)
@@ -278,46 +418,85 @@ def model_and_examples(model_dir: str, workdir: str):
 
 
 def print_table(rows) -> None:
-    header = (f"{'system':<26}{'c1 p50 ms':>10}{'c1 p99 ms':>10}"
+    header = (f"{'system':<42}{'c1 p50 ms':>10}{'c1 p99 ms':>10}"
               f"{'c8x1 tx/s':>11}{'c8x1 p99':>10}{'c8x64 tx/s':>12}{'c8x64 p99':>11}"
               f"{'c8x1 CPU ms/tx':>16}")
     print(header)
     print("-" * len(header))
     for name, (p50, p99, tps1, p99_1, tps64, p99_64, cpu) in rows:
-        print(f"{name:<26}{p50:>10.3f}{p99:>10.3f}{tps1:>11.0f}{p99_1:>10.2f}"
+        print(f"{name:<42}{p50:>10.3f}{p99:>10.3f}{tps1:>11.0f}{p99_1:>10.2f}"
               f"{tps64:>12.0f}{p99_64:>11.2f}{cpu:>16.3f}")
 
 
-def check_targets(rows: dict) -> None:
-    in_process, plain, batched = rows["in-process"], rows["riskpipe"], rows[SINGLE_BATCHED]
-    noop = max((rows[name] for name in NOOP_KINDS.values()), key=lambda row: row[2])
-    ratio = plain[0] / in_process[0]
+def riskpipe_name(config: str, call_path: str) -> str:
+    return f"{config} [{call_path}]"
+
+
+def print_before_after(rows: dict, configs) -> None:
     print()
-    print(f"target: riskpipe p50 <= 4x in-process:  {plain[0]:.3f} ms / {in_process[0]:.3f} ms"
-          f" = {ratio:.1f}x  {'MET' if ratio <= 4 else 'MISSED'}")
-    share = batched[2] / noop[2]
-    print(f"target: batched c8x1 throughput >= 0.5x the faster noop: "
-          f"{batched[2]:.0f} / {noop[2]:.0f} tx/s"
-          f" = {share:.2f}  {'MET' if share >= 0.5 else 'MISSED'}")
-    print(f"target: batched c8x1 p99 < 10 ms: {batched[3]:.2f} ms  "
-          f"{'MET' if batched[3] < 10 else 'MISSED'}")
+    print(f"before ({BEFORE}) -> after ({AFTER}), riskpipe serve, same run")
+    header = (f"{'configuration':<26}{'c1 p50 ms':>18}{'c8x1 tx/s':>16}{'c8x1 p99 ms':>16}"
+              f"{'c8x64 tx/s':>16}{'c8x1 CPU ms/tx':>18}")
+    print(header)
+    print("-" * len(header))
+    for config in configs:
+        before, after = rows[riskpipe_name(config, BEFORE)], rows[riskpipe_name(config, AFTER)]
+        cells = [(0, ".3f"), (2, ".0f"), (3, ".2f"), (4, ".0f"), (6, ".3f")]
+        text = "".join(f"{format(before[i], f)} -> {format(after[i], f)}".rjust(18 if n in (0, 4)
+                                                                                else 16)
+                       for n, (i, f) in enumerate(cells))
+        print(f"{config:<26}{text}")
+
+
+def check_targets(rows: dict, call_path: str) -> bool:
+    plain = rows[riskpipe_name("riskpipe", call_path)]
+    batched = rows[riskpipe_name(SINGLE_BATCHED, call_path)]
+    aio = rows[NOOP_KINDS["aio"]]
+    noop = max((rows[name] for name in NOOP_KINDS.values()), key=lambda row: row[2])
+    ratio, share = plain[0] / aio[0], batched[2] / noop[2]
+    results = [
+        (f"riskpipe c1 p50 <= {TARGET_P50_RATIO}x the asyncio noop's: {plain[0]:.3f} / "
+         f"{aio[0]:.3f} ms = {ratio:.2f}x", ratio <= TARGET_P50_RATIO),
+        (f"batched c8x1 throughput >= {TARGET_THROUGHPUT_SHARE}x the faster noop's: "
+         f"{batched[2]:.0f} / {noop[2]:.0f} tx/s = {share:.2f}x", share >= TARGET_THROUGHPUT_SHARE),
+        (f"batched c8x1 p99 < {TARGET_P99_MS:.0f} ms: {batched[3]:.2f} ms",
+         batched[3] < TARGET_P99_MS),
+        (f"batched c8x1 server CPU <= {TARGET_CPU_MS} ms/tx: {batched[6]:.3f} ms",
+         batched[6] <= TARGET_CPU_MS),
+    ]
+    print()
+    print(f"targets, {call_path} path{' (riskpipe serve default)' if call_path == AFTER else ''}:")
+    for text, met in results:
+        print(f"  {text}  {'MET' if met else 'MISSED'}")
+    return all(met for _, met in results)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model_dir", default="", help="a SavedModel version directory")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model_dir", default="", help="a SavedModel version directory "
+                        "(default: train a small pipeline and serve its pushed model)")
+    source.add_argument("--tiny_model", action="store_true",
+                        help="serve tests/serving/model_fixtures.py's tiny model instead")
     parser.add_argument("--requests", type=int, default=2000,
                         help="requests per measurement (default: 2000)")
     parser.add_argument("--run-noop-server", nargs=3, metavar=("PORT_FILE", "SSL_CONFIG", "KIND"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--run-riskpipe-server", nargs=2, metavar=("CALL_PATH", "STAGE_FILE"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("serve_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_noop_server:
         run_noop_server(*args.run_noop_server)
         return 0
+    if args.run_riskpipe_server:
+        call_path, stage_file = args.run_riskpipe_server
+        return run_riskpipe_server(call_path, "" if stage_file == "-" else stage_file,
+                                   args.serve_args)
 
     from serving import certs, tls
     workdir = tempfile.mkdtemp(prefix="serving-latency-")
-    model_dir, examples = model_and_examples(args.model_dir, workdir)
+    model_dir, examples = model_and_examples(args.model_dir, args.tiny_model, workdir)
     files = certs.make_certificates(os.path.join(workdir, "certs"))
     client_tls = tls.client_tls_from_files(files.ca_cert)
     base_path = os.path.join(workdir, "models", "fraud")
@@ -327,8 +506,10 @@ def main(argv=None) -> int:
     rows = {}
     print(f"model {model_dir}; {args.requests} requests per measurement; TLS on loopback",
           flush=True)
-    rows["in-process"] = in_process_row(model_dir, examples, load)
+    for call_path in (BEFORE, AFTER):
+        rows[f"in-process [{call_path}]"] = in_process_row(model_dir, examples, load, call_path)
 
+    noop_means = {}
     for kind, name in NOOP_KINDS.items():
         port_file = os.path.join(workdir, f"noop-{kind}.port")
         noop = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--run-noop-server",
@@ -336,6 +517,7 @@ def main(argv=None) -> int:
         try:
             address = f"localhost:{wait_for_port_file(port_file, noop)}"
             rows[name] = grpc_row(address, noop.pid, client_tls, examples, load, False)
+            noop_means[kind] = noop_mean_us(address, client_tls, examples, load.requests)
         finally:
             stop(noop)
 
@@ -345,17 +527,44 @@ def main(argv=None) -> int:
         with open(servers[name], "w") as handle:
             handle.write(parameters)
     for name, batching_file in servers.items():
-        process, port = start_riskpipe(base_path, files.server_ssl_config, batching_file)
-        try:
-            address = f"localhost:{port}"
-            wait_serving(address, client_tls)
-            rows[name] = grpc_row(address, process.pid, client_tls, examples, load, True)
-        finally:
-            stop(process)
+        for call_path in (BEFORE, AFTER):
+            process, port = start_riskpipe(base_path, files.server_ssl_config, batching_file,
+                                           call_path)
+            try:
+                address = f"localhost:{port}"
+                wait_serving(address, client_tls)
+                rows[riskpipe_name(name, call_path)] = grpc_row(
+                    address, process.pid, client_tls, examples, load, True)
+            finally:
+                stop(process)
+    breakdowns = {call_path: stage_breakdown(base_path, files.server_ssl_config, client_tls,
+                                             examples, args.requests, workdir, call_path)
+                  for call_path in (BEFORE, AFTER)}
     print()
     print_table(rows.items())
-    check_targets(rows)
-    return 0
+    print_before_after(rows, servers)
+    print_breakdown(breakdowns, noop_means["aio"])
+    check_targets(rows, BEFORE)
+    met = check_targets(rows, AFTER)
+    return 0 if met else 1
+
+
+def noop_mean_us(address: str, client_tls, examples, requests: int) -> float:
+    """The do-nothing servicer's mean round trip for the breakdown's request."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from common.serving_contract import EXAMPLES_INPUT
+    from serving import tls
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(tls.channel(address, client_tls))
+    message = predict_pb2.PredictRequest()
+    message.model_spec.name = "fraud"
+    message.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(examples[:1], dtype=tf.string))
+    for _ in range(50):
+        stub.Predict(message, timeout=30)
+    started = time.perf_counter()
+    for _ in range(requests):
+        stub.Predict(message, timeout=30)
+    return (time.perf_counter() - started) / requests * 1e6
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from serving.metrics import ServingMetrics
 from serving.model_manager import ModelManager
 from serving.options import ServerOptions
 from serving.servable import Servable
+from serving.stage_timing import StageTimes
 
 LOG = logging.getLogger(__name__)
 GRPC, REST = "GRPC", "REST"  # the `entrypoint` label of the request metrics
@@ -83,7 +84,8 @@ class DataPlane:
 
     def __init__(self, manager: ModelManager, metrics: ServingMetrics,
                  runner: inference.Runner, async_runner: inference.AsyncRunner,
-                 feature_stats_sample_every: int = ServerOptions.feature_stats_sample_every):
+                 feature_stats_sample_every: int = ServerOptions.feature_stats_sample_every,
+                 stage_times: Optional[StageTimes] = None):
         self.manager = manager
         self.metrics = metrics
         self._runner = runner
@@ -91,6 +93,7 @@ class DataPlane:
         self._feature_stats_sample_every = feature_stats_sample_every
         self._lock = threading.Lock()
         self._rows_answered: Dict[Tuple[str, int], int] = {}
+        self._stage_times = stage_times  # benchmarks only (serving/stage_timing.py)
 
     def call(self, api: str, request, entrypoint: str, model_name: str = ""):
         """Runs a request, blocking; raises ServingError with the status a client sees.
@@ -113,6 +116,8 @@ class DataPlane:
             operation = _operation(api, request, scope)
             if not inspect.isgenerator(operation):
                 return operation
+            if self._stage_times is not None:
+                operation = self._stage_times.timed_operation(operation)
             return await inference.complete_async(
                 operation, self._timed_async(api, self._async_runner, scope))
 
@@ -147,6 +152,8 @@ class DataPlane:
         async def run(*call):
             started = time.perf_counter()
             outputs = await runner(*call)
+            if self._stage_times is not None:
+                self._stage_times.add("model", time.perf_counter() - started)
             self._ran(api, scope, started, inference.ModelCall(*call), outputs)
             return outputs
         return run

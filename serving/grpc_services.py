@@ -8,7 +8,8 @@ answered INVALID_ARGUMENT by the data plane (and counted), where gRPC would
 answer INTERNAL before any handler runs; and a method that runs a model is a
 coroutine on the server's event loop, while the others run on its thread pool.
 """
-from typing import Callable, List
+import time
+from typing import Callable, List, Optional
 
 import grpc
 from google.protobuf import symbol_database
@@ -17,6 +18,7 @@ from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
 from serving import errors
 from serving.dataplane import APIS, GRPC, DataPlane, UnparsedRequest
+from serving.stage_timing import StageTimes
 
 SERVICES = (prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
             model_service_pb2.DESCRIPTOR.services_by_name["ModelService"])
@@ -36,11 +38,23 @@ def _lenient_parser(message_class) -> Callable[[bytes], object]:
     return parse
 
 
-def _behaviour(dataplane: DataPlane, api: str, response_class) -> Callable:
+def _behaviour(dataplane: DataPlane, api: str, response_class,
+               stage_times: Optional[StageTimes] = None) -> Callable:
     def fail(context: grpc.ServicerContext, err: errors.ServingError):
         context.set_code(err.code)
         context.set_details(err.message)
         return response_class()
+
+    if APIS[api].runs_model and stage_times is not None:
+        async def timed_on_loop(request, context):
+            started = time.perf_counter()
+            try:
+                return await dataplane.call_async(api, request, GRPC)
+            except errors.ServingError as err:
+                return fail(context, err)
+            finally:
+                stage_times.add("handler", time.perf_counter() - started)
+        return timed_on_loop
 
     if APIS[api].runs_model:
         async def handle_on_loop(request, context):
@@ -58,8 +72,12 @@ def _behaviour(dataplane: DataPlane, api: str, response_class) -> Callable:
     return handle
 
 
-def service_handlers(dataplane: DataPlane) -> List[grpc.GenericRpcHandler]:
-    """A generic handler per service; a method the data plane lacks answers UNIMPLEMENTED."""
+def service_handlers(dataplane: DataPlane,
+                     stage_times: Optional[StageTimes] = None) -> List[grpc.GenericRpcHandler]:
+    """A generic handler per service; a method the data plane lacks answers UNIMPLEMENTED.
+
+    With `stage_times` (benchmarks), the model RPCs' parsing, handling and
+    serializing are timed (serving/stage_timing.py)."""
     handlers = []
     for service in SERVICES:
         methods = {}
@@ -67,9 +85,13 @@ def service_handlers(dataplane: DataPlane) -> List[grpc.GenericRpcHandler]:
             if method.name not in APIS:
                 continue
             response_class = _message_class(method.output_type)
+            parser = _lenient_parser(_message_class(method.input_type))
+            serializer = response_class.SerializeToString
+            if stage_times is not None and APIS[method.name].runs_model:
+                parser = stage_times.timed_parser(parser)
+                serializer = stage_times.timed_serializer(serializer)
             methods[method.name] = grpc.unary_unary_rpc_method_handler(
-                _behaviour(dataplane, method.name, response_class),
-                request_deserializer=_lenient_parser(_message_class(method.input_type)),
-                response_serializer=response_class.SerializeToString)
+                _behaviour(dataplane, method.name, response_class, stage_times),
+                request_deserializer=parser, response_serializer=serializer)
         handlers.append(grpc.method_handlers_generic_handler(service.full_name, methods))
     return handlers

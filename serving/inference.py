@@ -11,9 +11,11 @@ runner (REST handlers, warmup); `complete_async` with an awaitable one (the
 gRPC services on the event loop), so both share every check and message.
 """
 import asyncio
+import threading
+import weakref
 from concurrent import futures
 from typing import (Any, Awaitable, Callable, Dict, Generator, List, Mapping, NamedTuple,
-                    Sequence, Tuple)
+                    Optional, Sequence, Tuple)
 
 import grpc
 import numpy as np
@@ -128,8 +130,10 @@ def predict(scope, request: predict_pb2.PredictRequest) -> Operation:
         raise errors.internal(
             f"Expected prediction signature method_name to be one of {{{PREDICT_METHOD}, "
             f"{CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {signature.method_name}")
-    inputs = _predict_inputs(signature, request)
-    output_keys = _output_keys(signature, request.output_filter)
+    spec = _signature_spec(servable, signature_name, signature)
+    inputs = _predict_inputs(spec, request)
+    output_keys = (list(spec.outputs) if not request.output_filter
+                   else _output_keys(signature, request.output_filter))
     outputs = yield ModelCall(servable, signature_name, inputs, output_keys)
     response = predict_pb2.PredictResponse()
     make_model_spec(response.model_spec, request.model_spec.name, signature_name, servable.version)
@@ -138,37 +142,75 @@ def predict(scope, request: predict_pb2.PredictRequest) -> Operation:
     return response
 
 
-def _predict_inputs(signature, request: predict_pb2.PredictRequest) -> Dict[str, np.ndarray]:
-    sent, expected = set(request.inputs.keys()), set(signature.inputs.keys())
-    if len(sent) != len(expected):
+class _InputSpec(NamedTuple):
+    alias: str
+    name: str  # the feed name, for messages
+    dtype: int
+    dims: Optional[Tuple[int, ...]]  # None for an unknown rank
+
+
+class _SignatureSpec(NamedTuple):
+    """What a request is checked against, read once from a signature's protobuf maps
+    (walking them costs more than the rest of a small request's checks)."""
+    signature: Any  # the SignatureDef it was read from
+    inputs: Tuple[_InputSpec, ...]  # by alias, sorted
+    outputs: Tuple[str, ...]  # in the signature's order
+
+
+# servable -> {signature name: _SignatureSpec}; weak, so that an unloaded version is freed.
+_SPECS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_SPECS_LOCK = threading.Lock()
+
+
+def _signature_spec(servable: Servable, signature_name: str, signature) -> _SignatureSpec:
+    specs = _SPECS.get(servable)
+    spec = specs.get(signature_name) if specs is not None else None
+    if spec is not None and spec.signature is signature:
+        return spec
+    spec = _SignatureSpec(
+        signature,
+        tuple(_InputSpec(alias, info.name, info.dtype,
+                         None if info.tensor_shape.unknown_rank
+                         else tuple(dim.size for dim in info.tensor_shape.dim))
+              for alias, info in sorted(signature.inputs.items())),
+        tuple(signature.outputs.keys()))
+    with _SPECS_LOCK:
+        _SPECS[servable] = {**_SPECS.get(servable, {}), signature_name: spec}
+    return spec
+
+
+def _predict_inputs(spec: _SignatureSpec,
+                    request: predict_pb2.PredictRequest) -> Dict[str, np.ndarray]:
+    sent = request.inputs
+    if len(sent) != len(spec.inputs):
+        sent, expected = set(sent.keys()), {item.alias for item in spec.inputs}
         raise errors.invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
             f"len({{{_set_text(sent)}}}) != len({{{_set_text(expected)}}}). "
             f"Sent extra: {{{_set_text(sent - expected)}}}. "
             f"Missing but required: {{{_set_text(expected - sent)}}}.")
     inputs = {}
-    for index, alias in enumerate(sorted(expected)):
-        info = signature.inputs[alias]
-        if alias not in request.inputs:
+    for index, info in enumerate(spec.inputs):
+        alias = info.alias
+        if alias not in sent:
             raise errors.invalid_argument(
                 f"Signature input alias: {alias}(feed name: {info.name}) not found in request "
                 f"and no default value provided. Inputs expected to be in the request "
-                f"{{{_set_text(sent)}}}, or default input alias set: ")
-        proto = request.inputs[alias]
+                f"{{{_set_text(sent.keys())}}}, or default input alias set: ")
+        proto = sent[alias]
         if proto.dtype != info.dtype:
             raise errors.invalid_argument(
                 f"Expects arg[{index}] to be {tensors.dtype_name(info.dtype)} but "
                 f"{tensors.dtype_name(proto.dtype)} is provided")
         value = tensors.to_ndarray(proto, alias)
-        _check_shape(alias, value.shape, info.tensor_shape)
+        _check_shape(alias, value.shape, info.dims)
         inputs[alias] = value
     return inputs
 
 
-def _check_shape(alias: str, shape: Tuple[int, ...], expected) -> None:
-    if expected.unknown_rank:
+def _check_shape(alias: str, shape: Tuple[int, ...], dims: Optional[Tuple[int, ...]]) -> None:
+    if dims is None:  # unknown rank
         return
-    dims = [dim.size for dim in expected.dim]
     compatible = len(dims) == len(shape) and all(
         want < 0 or want == got for want, got in zip(dims, shape))
     if not compatible:

@@ -31,11 +31,10 @@ The exposition text is written here rather than by prometheus_client's
 registry, which would rename counters to `*_total`.
 """
 import bisect
-import contextlib
 import dataclasses
 import threading
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from common.serving_contract import (FEATURE_MISSING, FEATURE_VALUE_SUM, FEATURE_VALUES,
                                      LOAD_ATTEMPT_COUNT, MODEL_CPU_SECONDS, REQUEST_COUNT,
@@ -193,20 +192,9 @@ class ServingMetrics:
                 if stat.total is not None:
                     self._add(FEATURE_VALUE_SUM, labels, stat.total)
 
-    @contextlib.contextmanager
-    def model_call(self, model_name: str, version: int) -> Iterator[None]:
+    def model_call(self, model_name: str, version: int) -> "_ModelCall":
         """Counts the process CPU while the block (one model call) runs towards its version."""
-        labels = (("model_name", model_name), ("version", str(version)))
-        call = object()
-        with self._lock:
-            self._share_cpu()
-            self._calls_running[id(call)] = labels
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._share_cpu()
-                del self._calls_running[id(call)]
+        return _ModelCall(self, (("model_name", model_name), ("version", str(version))))
 
     def _share_cpu(self) -> None:
         now = self._cpu_clock()
@@ -248,3 +236,25 @@ def _histogram_lines(name: str, labels: Labels, histogram: _Histogram) -> List[s
     lines.append(f"{name}_sum{{{_label_text(labels)}}} {_number(histogram.total)}")
     lines.append(f"{name}_count{{{_label_text(labels)}}} {histogram.count}")
     return lines
+
+
+class _ModelCall:
+    """ServingMetrics.model_call's context manager (a class: cheaper than a generator's)."""
+
+    __slots__ = ("_metrics", "_labels")
+
+    def __init__(self, metrics: ServingMetrics, labels: Labels):
+        self._metrics = metrics
+        self._labels = labels
+
+    def __enter__(self) -> None:
+        metrics = self._metrics
+        with metrics._lock:  # pylint: disable=protected-access
+            metrics._share_cpu()  # pylint: disable=protected-access
+            metrics._calls_running[id(self)] = self._labels  # pylint: disable=protected-access
+
+    def __exit__(self, *exc_info) -> None:
+        metrics = self._metrics
+        with metrics._lock:  # pylint: disable=protected-access
+            metrics._share_cpu()  # pylint: disable=protected-access
+            del metrics._calls_running[id(self)]  # pylint: disable=protected-access

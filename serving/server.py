@@ -34,7 +34,8 @@ from serving.metrics import ServingMetrics
 from serving.model_manager import ModelManager, single_model_config, validate_config
 from serving.options import ServerOptions
 from serving.rest_api import RestApiServer
-from serving.servable import Servable, load_servable
+from serving.servable import DEFAULT_MODEL_CALL_PATH, MODEL_CALL_PATHS, Servable, load_servable
+from serving.stage_timing import StageTimes
 
 LOG = logging.getLogger(__name__)
 
@@ -52,9 +53,18 @@ def read_model_server_config(path: str) -> model_server_config_pb2.ModelServerCo
 class ModelServer:
     """A TF-Serving-compatible model server running in this process."""
 
-    def __init__(self, options: ServerOptions):
+    def __init__(self, options: ServerOptions, model_call_path: str = DEFAULT_MODEL_CALL_PATH,
+                 stage_times: Optional[StageTimes] = None):
+        """`model_call_path`: how a model version's signatures are called,
+        serving.servable.SESSION (the default) or TF2_FUNCTION (serving/servable.py).
+        `stage_times`: benchmarks only, where each request's time goes on the server."""
         options.validate()
+        if model_call_path not in MODEL_CALL_PATHS:
+            raise UsageError(f"model_call_path must be one of {', '.join(MODEL_CALL_PATHS)}: "
+                             f"{model_call_path!r}")
         self.options = options
+        self.model_call_path = model_call_path
+        self.stage_times = stage_times
         self.metrics = ServingMetrics()
         self._ssl_config = tls.load_ssl_config(options.ssl_config_file) if options.ssl_config_file else None
         self._prometheus_path = self._read_prometheus_path()
@@ -116,7 +126,7 @@ class ModelServer:
             runner = inference.direct_runner
             async_runner = inference.unbatched_runner(self._model_threads)
         return DataPlane(self.manager, self.metrics, runner, async_runner,
-                         self.options.feature_stats_sample_every)
+                         self.options.feature_stats_sample_every, self.stage_times)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -143,7 +153,8 @@ class ModelServer:
         """The gRPC server with its services, bound; returns the port."""
         server = grpc.aio.server(migration_thread_pool=self._rpc_threads,
                                  options=self.options.channel_arguments())
-        server.add_generic_rpc_handlers(grpc_services.service_handlers(dataplane))
+        server.add_generic_rpc_handlers(grpc_services.service_handlers(dataplane,
+                                                                       self.stage_times))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         self._grpc_server = server
         return self._bind(server)
@@ -199,7 +210,7 @@ class ModelServer:
             self._apply_config(config, path)
 
     def _load_version(self, name: str, version: int, path: str) -> Servable:
-        servable = load_servable(name, version, path, self.metrics)
+        servable = load_servable(name, version, path, self.metrics, self.model_call_path)
         if self.options.enable_model_warmup:
             records = serving_contract.read_warmup_requests(path)
             try:

@@ -7,7 +7,7 @@ read and write the proto fields directly, numeric tensors as raw bytes
 import math
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from common.serving_contract import MAX_MESSAGE_BYTES
 from serving import errors
@@ -101,15 +101,13 @@ def _repeated_values(proto: tensor_pb2.TensorProto) -> np.ndarray:
     return np.array(field, dtype=_NUMPY_DTYPES[proto.dtype])
 
 
-def _shape_proto(shape) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(size)) for size in shape])
-
-
 def write_tensor_proto(array: np.ndarray, proto: tensor_pb2.TensorProto) -> None:
     """Fills `proto` (e.g. a response's map entry) with a numpy array: numeric data
     as raw bytes, strings listed."""
-    proto.tensor_shape.CopyFrom(_shape_proto(array.shape))
+    shape = proto.tensor_shape
+    shape.Clear()
+    for size in array.shape:
+        shape.dim.add().size = size
     if array.dtype == object or array.dtype.kind in ("S", "U"):
         proto.dtype = types_pb2.DT_STRING
         proto.string_val.extend(
