@@ -217,7 +217,7 @@ def warmup_requests(serialized_examples: Sequence[bytes],
     return records
 
 
-def replay_warmup(export_dir: str, records: Sequence[prediction_log_pb2.PredictionLog],
+def _replay_warmup(export_dir: str, records: Sequence[prediction_log_pb2.PredictionLog],
                   output_key: str = OUTPUT_KEY) -> None:
     """Runs every warmup request on the exported model, as a server does at load."""
     loaded = tf.saved_model.load(export_dir)
@@ -233,7 +233,7 @@ def replay_warmup(export_dir: str, records: Sequence[prediction_log_pb2.Predicti
     contract.replay_warmup(records, {"predict_log": predict})
 
 
-def publish(source_dir: str, serving_model_dir: str) -> None:
+def _publish(source_dir: str, serving_model_dir: str) -> None:
     """Copies a SavedModel directory, writing saved_model.pb last."""
     if tf.io.gfile.exists(serving_model_dir) and tf.io.gfile.listdir(serving_model_dir):
         raise FileExistsError(f"serving model directory {serving_model_dir} is not empty")
@@ -282,7 +282,7 @@ def save_and_publish(module: tf.Module, signatures, serving_model_dir: str,
         set_signature_methods(staging, {name: method for name, method in
                                         contract.SIGNATURE_METHODS.items() if name in signatures})
         contract.write_warmup_requests(staging, records)
-        replay_warmup(staging, records, output_key)
-        publish(staging, serving_model_dir)
+        _replay_warmup(staging, records, output_key)
+        _publish(staging, serving_model_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -238,8 +238,8 @@ def steps_per_epoch(train_steps: Optional[int], num_train_examples: int,
 # ---------------------------------------------------------------------------
 # Training.
 
-def fit(model, train, evaluation, eval_steps, epochs: Tuple[int, int], steps: int,
-        class_weight, callbacks) -> None:
+def _fit(model, train, evaluation, eval_steps, epochs: Tuple[int, int], steps: int,
+         class_weight, callbacks) -> None:
     model.fit(train, initial_epoch=epochs[0], epochs=epochs[1], steps_per_epoch=steps,
               validation_data=evaluation, validation_steps=eval_steps,
               class_weight=class_weight, callbacks=callbacks, verbose=2)
@@ -279,7 +279,7 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
         model_lib.compile_model(model, config.learning_rate)
     callbacks = (compression.pruning_callbacks(fn_args.model_run_dir) if plan else
                  [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    fit(model, train, evaluation, fn_args.eval_steps, (0, config.epochs), steps,
+    _fit(model, train, evaluation, fn_args.eval_steps, (0, config.epochs), steps,
          class_weight, callbacks)
 
     with strategy.scope():
@@ -289,7 +289,7 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
             model = compression.quantize_dense_layers(model)
             model_lib.compile_model(model, config.learning_rate * QAT_LEARNING_RATE_SCALE)
     if config.quantization_aware:
-        fit(model, train, evaluation, fn_args.eval_steps,
+        _fit(model, train, evaluation, fn_args.eval_steps,
              (config.epochs, config.epochs + config.qat_epochs), steps, class_weight,
              [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
     return model, plan

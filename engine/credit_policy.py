@@ -39,10 +39,11 @@ rules' actions and the score's, in the order APPROVE < REVIEW < DECLINE.
 import dataclasses
 import math
 import os
-from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from components.credit.table import column_name
-from engine.policy import APPROVE, REVIEW, PolicyError, PolicyFields, read_policy_yaml
+from engine.policy import (APPROVE, REVIEW, PolicyError, PolicyFields, read_policy_yaml,
+                           severest)
 
 DECLINE = "DECLINE"
 ACTIONS = (APPROVE, REVIEW, DECLINE)  # in increasing severity
@@ -86,10 +87,6 @@ class PointsThresholds:
         if points < self.review_below:
             return REVIEW
         return APPROVE
-
-
-def severest(actions: Sequence[str]) -> str:
-    return max(actions, key=ACTIONS.index, default=APPROVE)
 
 
 def parse_number(text: str) -> Optional[float]:
@@ -145,7 +142,7 @@ class CreditPolicy:
             actions.append(by_score)
             explanation.append(f"score {score_points:.4f} points from model version "
                                f"{model_version} -> {by_score}")
-        return CreditDecision(action=severest(actions), score_points=score_points,
+        return CreditDecision(action=severest(actions, ACTIONS), score_points=score_points,
                               default_probability=default_probability,
                               model_version=model_version,
                               rules_fired=tuple(rule.name for rule, _ in fired),

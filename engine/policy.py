@@ -85,8 +85,9 @@ class Thresholds:
         return APPROVE
 
 
-def _severest(actions: Sequence[str]) -> str:
-    return max(actions, key=ACTIONS.index, default=APPROVE)
+def severest(actions: Sequence[str], order: Sequence[str] = ACTIONS) -> str:
+    """The most severe of `actions` by `order` (least severe first); APPROVE for none."""
+    return max(actions, key=order.index, default=APPROVE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +124,7 @@ class Policy:
             actions.append(by_score)
             reasons.append(f"score {score:.6f} from model version {model_version} -> {by_score}")
         return Decision(
-            action=_severest(actions),
+            action=severest(actions),
             score=score,
             model_version=model_version,
             rules_fired=tuple(rule.name for rule, _ in fired),

@@ -11,6 +11,11 @@ for Kubeflow.
     FeatureGen + Transform graph --> Trainer --> Evaluator --> Pusher
     Resolver (latest blessed model) -------------^ baseline
 
+A credit run (config.task "credit") takes the same DAG with CsvExampleGen over
+the staged application table in place of FeatureGen, SchemaGen (infer on the
+first run) in place of ImportSchemaGen unless a schema is given, and the
+credit preprocessing_fn, run_fn and EvalConfig.
+
 AnomalyGate measures drift against the statistics the latest earlier run's gate
 passed, so a run stopped on drift never becomes the reference. On a first run
 there are none: TFX 1.16's LatestArtifactStrategy then finds nothing, its

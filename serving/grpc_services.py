@@ -88,8 +88,8 @@ def service_handlers(dataplane: DataPlane,
             parser = _lenient_parser(_message_class(method.input_type))
             serializer = response_class.SerializeToString
             if stage_times is not None and APIS[method.name].runs_model:
-                parser = stage_times.timed_parser(parser)
-                serializer = stage_times.timed_serializer(serializer)
+                parser = stage_times.timed("parse", parser)
+                serializer = stage_times.timed("serialize", serializer)
             methods[method.name] = grpc.unary_unary_rpc_method_handler(
                 _behaviour(dataplane, method.name, response_class, stage_times),
                 request_deserializer=parser, response_serializer=serializer)

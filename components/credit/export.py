@@ -86,9 +86,9 @@ class _Scorer:
 
     def explain(self, raw_features) -> Dict[str, tf.Tensor]:
         inputs = self.model_inputs(raw_features)
-        contribution = reasons.contributions(self.logits, inputs, self.groups)
+        logit, contribution = reasons.contributions(self.logits, inputs, self.groups)
         names, values = reasons.top_reasons(contribution, list(self.groups), self.k)
-        return {**self.outputs(self.logits(inputs)), REASON_CODES_KEY: names,
+        return {**self.outputs(logit), REASON_CODES_KEY: names,
                 REASON_CONTRIBUTIONS_KEY: values}
 
 

@@ -13,7 +13,7 @@ categorical ids where gradients do not exist, and is exact for what the model
 does, not a local linear approximation. The exported `explain` signature
 (components/credit/export.py) and batch scoring call the same `contributions`.
 """
-from typing import Callable, Dict, List, Mapping, Sequence
+from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -33,12 +33,12 @@ def _baseline(x: tf.Tensor) -> tf.Tensor:
 
 def contributions(logit_fn: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
                   inputs: Mapping[str, tf.Tensor],
-                  groups: Mapping[str, Sequence[str]]) -> tf.Tensor:
-    """[batch, columns] contributions to the log-odds of default, columns in `groups` order.
+                  groups: Mapping[str, Sequence[str]]) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(the applications' log-odds [batch], their [batch, columns] contributions to it).
 
-    `logit_fn` maps the model's [batch, 1] inputs to [batch] log-odds; it is
-    called once, on the application batch followed by one occluded copy per
-    column.
+    Columns are in `groups` order. `logit_fn` maps the model's [batch, 1]
+    inputs to [batch] log-odds; it is called once, on the application batch
+    followed by one occluded copy per column.
     """
     columns = list(groups)
     copies = {}
@@ -46,7 +46,7 @@ def contributions(logit_fn: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
         occluded = [_baseline(x) if name in groups[column] else x for column in columns]
         copies[name] = tf.concat([x] + occluded, axis=0)
     logits = tf.reshape(logit_fn(copies), [len(columns) + 1, -1])
-    return tf.transpose(logits[:1] - logits[1:])
+    return logits[0], tf.transpose(logits[:1] - logits[1:])
 
 
 def top_reasons(contribution: tf.Tensor, columns: Sequence[str], k: int):
