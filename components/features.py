@@ -12,12 +12,16 @@ in order with `features_for(txn)` then `record(txn)`:
 - `CardHistory`: per-card counts and amount sums over 1 h, 24 h, 7 d, 30 d;
   seconds since the previous transaction; distance and implied speed from the
   previous card-present transaction; amount relative to the 30-day mean.
+- `CardProfile`: the card's usual behaviour over its earlier 30 days (where,
+  when, at which merchant categories, on which channel, how much per
+  category) and how far the transaction departs from it.
 - `TerminalHistory`: the terminal's fraud rate over 7 d and 30 d among its
   earlier transactions whose label is already known.
 
 Two drivers run exactly these classes: FeatureGen (components/feature_gen,
 Apache Beam, grouped by card and by terminal) and `OnlineFeatureBuilder`
-(below, one transaction at a time, for the risk engine).
+(below, one transaction at a time, for the risk engine); both hold a card's
+two classes together in a `CardState`.
 
 A missing value is an absent feature, never a sentinel number: see
 OPTIONAL_FEATURES.
@@ -38,6 +42,9 @@ CARD_WINDOWS = (("1h", HOUR), ("24h", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
 TERMINAL_WINDOWS = (("7d", 7 * DAY), ("30d", 30 * DAY))
 # The longest window: state older than this can never affect a feature again.
 HORIZON = 30 * DAY
+# A card's usual behaviour is taken over the whole horizon: the longest history
+# a window already keeps, so the profile adds no older state.
+PROFILE_WINDOW = HORIZON
 EARTH_RADIUS_KM = 6371.0088
 
 LABEL_KEY = "is_fraud"
@@ -67,6 +74,11 @@ MODEL_FEATURES = {
     "distance_from_prev_km": "float",
     "speed_from_prev_kmh": "float",
     "amount_to_mean_30d": "float",
+    "distance_from_usual_location_km": "float",
+    "hours_from_usual_time": "float",
+    "merchant_category_share_30d": "float",
+    "channel_share_30d": "float",
+    "amount_to_category_mean_30d": "float",
     **{f"terminal_fraud_rate_{name}": "float" for name, _ in TERMINAL_WINDOWS},
 }
 
@@ -79,6 +91,10 @@ FEATURE_GROUPS = {
                           if name.startswith("card_") or name in (
                               "seconds_since_prev_txn", "distance_from_prev_km",
                               "speed_from_prev_kmh", "amount_to_mean_30d")),
+    # One pass over the card's 30-day profile, kept apart from the windows above.
+    "card_profile": ("distance_from_usual_location_km", "hours_from_usual_time",
+                     "merchant_category_share_30d", "channel_share_30d",
+                     "amount_to_category_mean_30d"),
     "terminal_history": tuple(f"terminal_fraud_rate_{name}" for name, _ in TERMINAL_WINDOWS),
 }
 
@@ -88,6 +104,12 @@ OPTIONAL_FEATURES = frozenset({
     "distance_from_prev_km",    # card-not-present, or no earlier card-present one
     "speed_from_prev_kmh",
     "amount_to_mean_30d",       # no earlier transaction in 30 d (or a zero mean)
+    # card-not-present, or no earlier located card-present transaction in 30 d
+    "distance_from_usual_location_km",
+    "hours_from_usual_time",    # no earlier transaction in 30 d (or no mean direction)
+    "merchant_category_share_30d",  # no earlier transaction in 30 d
+    "channel_share_30d",
+    "amount_to_category_mean_30d",  # none at this category in 30 d (or a zero mean)
     "terminal_fraud_rate_7d",   # no earlier labelled transaction in the window
     "terminal_fraud_rate_30d",
 })
@@ -143,12 +165,23 @@ class _Clock:
         self.now = txn.timestamp
 
 
-class _WindowSum:
-    """Count and amount sum of the transactions in a sliding time window.
+def _micros(amount: float) -> int:
+    """An amount in integer micro-units.
 
-    The sum is kept in integer micro-units so that adding and dropping entries
-    leaves no rounding residue (a window of zero amounts sums to exactly 0).
+    Sums of them leave no rounding residue when entries leave a window: a
+    window of zero amounts sums to exactly 0.
     """
+    return round(amount * 1e6)
+
+
+def _expired(entries: Deque[tuple], t: int, seconds: int):
+    """Pops and yields the oldest entries (timestamp first) out of a `seconds` window at `t`."""
+    while entries and t - entries[0][0] >= seconds:
+        yield entries.popleft()
+
+
+class _WindowSum:
+    """Count and amount sum (in micro-units) of the transactions in a sliding time window."""
 
     def __init__(self, name: str, seconds: int):
         self.seconds = seconds
@@ -167,12 +200,11 @@ class _WindowSum:
 
     def advance(self, t: int) -> None:
         """Drops the entries that fall out of the window as of time `t`."""
-        entries = self._entries
-        while entries and t - entries[0][0] >= self.seconds:
-            self._micros -= entries.popleft()[1]
+        for _, micros in _expired(self._entries, t, self.seconds):
+            self._micros -= micros
 
     def add(self, t: int, amount: float) -> None:
-        micros = round(amount * 1e6)
+        micros = _micros(amount)
         self._entries.append((t, micros))
         self._micros += micros
 
@@ -223,6 +255,147 @@ class CardHistory:
         here = _location(txn)
         if here is not None:
             self._last_fix = (t, here[0], here[1])
+
+
+# Fixed-point scale of the unit vectors summed for a card's usual time and
+# place: integer sums, like the micro-unit amounts, come back to exactly zero
+# when their entries leave the window (1e-9 of the Earth's radius is 6 mm).
+_UNIT = 10 ** 9
+
+
+def _fixed(*components: float) -> Tuple[int, ...]:
+    return tuple(round(c * _UNIT) for c in components)
+
+
+def _clock_vector(timestamp: int) -> Tuple[int, ...]:
+    """The UTC time of day on the unit circle: 23:59 sits next to 00:00."""
+    angle = 2 * math.pi * (timestamp % DAY) / DAY
+    return _fixed(math.cos(angle), math.sin(angle))
+
+
+def _earth_vector(lat: float, lon: float) -> Tuple[int, ...]:
+    """A place as a unit vector from the Earth's centre.
+
+    Their sum points at a sound centroid anywhere, the antimeridian and the
+    poles included, which averaging degrees does not.
+    """
+    phi, lmb = math.radians(lat), math.radians(lon)
+    return _fixed(math.cos(phi) * math.cos(lmb), math.cos(phi) * math.sin(lmb), math.sin(phi))
+
+
+def _accumulate(total: List[int], vector: Tuple[int, ...], sign: int) -> None:
+    for i, component in enumerate(vector):
+        total[i] += sign * component
+
+
+def _hours_from(clock: Tuple[int, ...], usual: List[int]) -> Optional[float]:
+    """Hours (0-12) between a time of day and the direction of a sum of clock vectors.
+
+    None when the sum has no direction (no entries, or times that cancel out).
+    """
+    if not any(usual):
+        return None
+    (c, s), (uc, us) = clock, usual
+    return math.atan2(abs(c * us - s * uc), c * uc + s * us) / math.pi * 12
+
+
+def _centroid(total: List[int]) -> Optional[Tuple[float, float]]:
+    """(latitude, longitude) of the direction of a sum of Earth vectors, or None."""
+    x, y, z = total
+    if not (x or y or z):
+        return None
+    return math.degrees(math.atan2(z, math.hypot(x, y))), math.degrees(math.atan2(y, x))
+
+
+class CardProfile:
+    """One card's usual behaviour, and how far a transaction departs from it.
+
+    Fed like CardHistory. The baseline is the card's earlier transactions in
+    the last 30 days (same window rule as CardHistory), not exponentially
+    decayed running statistics: a value then depends on the last 30 days of
+    the stream only, so the risk engine warmed up on a 30-day replay agrees
+    with FeatureGen run over the whole history, and no half-life needs tuning.
+    Memory: one entry per transaction of the last 30 days, and a tally per
+    merchant category and channel among them.
+    """
+
+    def __init__(self):
+        self._clock = _Clock("card")
+        # (timestamp, merchant_category, channel, amount micros, clock vector, Earth vector).
+        self._entries: Deque[tuple] = collections.deque()
+        self._by_category: Dict[str, List[int]] = {}  # -> [transactions, amount micros]
+        self._by_channel: Dict[str, int] = {}
+        self._time_of_day = [0, 0]
+        self._place = [0, 0, 0]  # of the located card-present transactions only
+
+    def features_for(self, txn: Transaction) -> Dict[str, float]:
+        """The profile features of `txn`, from the card's earlier 30 days."""
+        self._clock.advance(txn)
+        self._advance(txn.timestamp)
+        count = len(self._entries)
+        if not count:
+            return {}
+        in_category, category_micros = self._by_category.get(txn.merchant_category, (0, 0))
+        out = {
+            "merchant_category_share_30d": in_category / count,
+            "channel_share_30d": self._by_channel.get(txn.channel, 0) / count,
+        }
+        if category_micros > 0:
+            out["amount_to_category_mean_30d"] = txn.amount * in_category / (category_micros / 1e6)
+        hours = _hours_from(_clock_vector(txn.timestamp), self._time_of_day)
+        if hours is not None:
+            out["hours_from_usual_time"] = hours
+        here, usual = _location(txn), _centroid(self._place)
+        if here is not None and usual is not None:
+            out["distance_from_usual_location_km"] = haversine_km(*usual, *here)
+        return out
+
+    def record(self, txn: Transaction) -> None:
+        """Adds `txn` to the profile, after its features were taken."""
+        self._clock.advance(txn)
+        self._advance(txn.timestamp)
+        here = _location(txn)
+        entry = (txn.timestamp, txn.merchant_category, txn.channel, _micros(txn.amount),
+                 _clock_vector(txn.timestamp), None if here is None else _earth_vector(*here))
+        self._entries.append(entry)
+        self._tally(entry, 1)
+
+    def _advance(self, t: int) -> None:
+        for entry in _expired(self._entries, t, PROFILE_WINDOW):
+            self._tally(entry, -1)
+
+    def _tally(self, entry: tuple, sign: int) -> None:
+        _, category, channel, micros, clock, place = entry
+        tally = self._by_category.setdefault(category, [0, 0])
+        tally[0] += sign
+        tally[1] += sign * micros
+        if not tally[0]:
+            del self._by_category[category]
+        self._by_channel[channel] = self._by_channel.get(channel, 0) + sign
+        if not self._by_channel[channel]:
+            del self._by_channel[channel]
+        _accumulate(self._time_of_day, clock, sign)
+        if place is not None:
+            _accumulate(self._place, place, sign)
+
+
+class CardState:
+    """Everything the features remember of one card: its CardHistory and CardProfile.
+
+    Fed like each of them. They stay two classes because they are two
+    feature groups, whose costs the ledger measures apart.
+    """
+
+    def __init__(self):
+        self.history = CardHistory()
+        self.profile = CardProfile()
+
+    def features_for(self, txn: Transaction) -> Dict[str, Any]:
+        return {**self.history.features_for(txn), **self.profile.features_for(txn)}
+
+    def record(self, txn: Transaction) -> None:
+        self.history.record(txn)
+        self.profile.record(txn)
 
 
 class TerminalHistory:
@@ -328,7 +501,7 @@ class OnlineFeatureBuilder:
     """
 
     def __init__(self):
-        self._cards: Dict[str, CardHistory] = {}
+        self._cards: Dict[str, CardState] = {}
         self._terminals: Dict[str, TerminalHistory] = {}
         # transaction_id -> (terminal_id, timestamp) of observed, unlabelled transactions.
         self._awaiting_label: Dict[str, Tuple[str, int]] = {}
@@ -340,7 +513,7 @@ class OnlineFeatureBuilder:
         Records nothing, but moves the card's and terminal's histories to
         txn's time: a later call with an older transaction is refused.
         """
-        card = self._cards.get(txn.card_id) or CardHistory()
+        card = self._cards.get(txn.card_id) or CardState()
         terminal = self._terminals.get(txn.terminal_id) or TerminalHistory()
         return transaction_features(txn, card.features_for(txn), terminal.features_for(txn))
 
@@ -348,7 +521,7 @@ class OnlineFeatureBuilder:
         """Adds `txn` to the card and terminal histories."""
         card = self._cards.get(txn.card_id)
         if card is None:
-            card = self._cards[txn.card_id] = CardHistory()
+            card = self._cards[txn.card_id] = CardState()
         terminal = self._terminals.get(txn.terminal_id)
         if terminal is None:
             terminal = self._terminals[txn.terminal_id] = TerminalHistory()

@@ -3,9 +3,10 @@
 Every model feature of `components.features.MODEL_FEATURES` has one rule here:
 
 - heavy-tailed magnitudes (amounts, sums, counts, seconds, distances, speeds,
-  the amount ratio): log1p, then a z-score with the training split's mean and
-  standard deviation;
-- fraud rates: already in [0, 1], kept (clipped) as they are;
+  hours from the card's usual time, the amount ratios): log1p, then a z-score
+  with the training split's mean and standard deviation;
+- fraud rates and the shares of a card's history: already in [0, 1], kept
+  (clipped) as they are;
 - categories: an integer id from a vocabulary of the training split, with
   NUM_OOV_BUCKETS extra ids for values never seen in training;
 - flags: 0/1 as floats; the hour of day: its sine and cosine (23 h is next to 0 h).
@@ -48,9 +49,11 @@ LOG_ZSCORE_FEATURES = (
     "card_txn_count_1h", "card_txn_count_24h", "card_txn_count_7d", "card_txn_count_30d",
     "card_amount_sum_1h", "card_amount_sum_24h", "card_amount_sum_7d", "card_amount_sum_30d",
     "seconds_since_prev_txn", "distance_from_prev_km", "speed_from_prev_kmh",
-    "amount_to_mean_30d",
+    "amount_to_mean_30d", "distance_from_usual_location_km", "hours_from_usual_time",
+    "amount_to_category_mean_30d",
 )
-RATE_FEATURES = ("terminal_fraud_rate_7d", "terminal_fraud_rate_30d")
+RATE_FEATURES = ("terminal_fraud_rate_7d", "terminal_fraud_rate_30d",
+                 "merchant_category_share_30d", "channel_share_30d")
 CATEGORICAL_FEATURES = ("merchant_category", "channel")
 FLAG_FEATURES = ("is_weekend", "is_night")
 CYCLIC_FEATURES = {"hour_of_day": 24}

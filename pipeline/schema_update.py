@@ -5,7 +5,8 @@ come from the previous schema when it has them (a reviewer's edits survive a
 refresh) and otherwise from the raw-data contract and the feature definitions:
 
 - value domains: the contract's categories, flags in {0, 1}, the hour in
-  [0, 23], counts, amounts and distances >= 0, fraud rates in [0, 1];
+  [0, 23], counts, amounts and distances >= 0, fraud rates and shares in
+  [0, 1], hours from the card's usual time in [0, 12];
 - presence: a model feature absent when undefined (OPTIONAL_FEATURES) is
   variable-length with no minimum presence, every other feature is required;
 - skew and drift comparators on the key features;
@@ -47,6 +48,11 @@ NUMERIC_RANGES: Dict[str, Tuple[Optional[float], Optional[float]]] = {
     "distance_from_prev_km": _NON_NEGATIVE,
     "speed_from_prev_kmh": _NON_NEGATIVE,
     "amount_to_mean_30d": _NON_NEGATIVE,
+    "distance_from_usual_location_km": _NON_NEGATIVE,
+    "hours_from_usual_time": (0.0, 12.0),
+    "merchant_category_share_30d": (0.0, 1.0),
+    "channel_share_30d": (0.0, 1.0),
+    "amount_to_category_mean_30d": _NON_NEGATIVE,
     **{name: _NON_NEGATIVE for name in FEATURE_TYPES
        if name.startswith(("card_txn_count_", "card_amount_sum_"))},
     **{name: (0.0, 1.0) for name in FEATURE_TYPES if name.startswith("terminal_fraud_rate_")},

@@ -137,3 +137,4 @@ def test_every_feature_group_is_timed_in_the_online_driver():
     micros = feature_costs.online_group_microseconds(random_stream(500, seed=1))
     assert set(micros) == set(features.FEATURE_GROUPS)
     assert micros["card_history"] > 0 and micros["terminal_history"] > 0
+    assert micros["card_profile"] > 0

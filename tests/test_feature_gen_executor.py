@@ -47,6 +47,13 @@ def assert_parity(transactions, written):
     assert len(written) == len(transactions)
 
 
+def assert_present_and_absent(written, names):
+    """Each feature is both present and absent somewhere, so parity covers both cases."""
+    for name in names:
+        assert any(name in f for f in written.values()), name
+        assert any(name not in f for f in written.values()), name
+
+
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
     """2,000 synthetic transactions over 20 days, featurized with eval from 2023-11-30."""
@@ -82,8 +89,8 @@ def test_batch_and_online_features_agree_on_an_edge_case_rich_stream(synthetic_r
     stamps = [(t.card_id, t.timestamp) for t in transactions]
     assert len(set(stamps)) < len(stamps), "no equal timestamps on a card"
     every = {**written["train"], **written["eval"]}
-    assert any("terminal_fraud_rate_7d" in f for f in every.values())
-    assert any("speed_from_prev_kmh" in f for f in every.values())
+    assert_present_and_absent(every, ("terminal_fraud_rate_7d", "speed_from_prev_kmh",
+                                      *features.FEATURE_GROUPS["card_profile"]))
     label_times = {(t.terminal_id, t.label_known_at) for t in transactions
                    if t.label_known_at > t.timestamp}
     assert label_times & {(t.terminal_id, t.timestamp) for t in transactions}, (
@@ -92,7 +99,9 @@ def test_batch_and_online_features_agree_on_an_edge_case_rich_stream(synthetic_r
 
 def test_batch_and_online_features_agree_on_simulated_data(simulated_run):
     transactions, _, _, written = simulated_run
-    assert_parity(transactions, {**written["train"], **written["eval"]})
+    every = {**written["train"], **written["eval"]}
+    assert_parity(transactions, every)
+    assert_present_and_absent(every, features.OPTIONAL_FEATURES)
 
 
 def test_out_of_time_split_at_eval_start_date(synthetic_run):

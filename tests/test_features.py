@@ -2,7 +2,7 @@
 import pytest
 
 from components import features
-from components.features import CardHistory, OnlineFeatureBuilder, TerminalHistory
+from components.features import CardHistory, CardProfile, OnlineFeatureBuilder, TerminalHistory
 from components.transactions import Transaction
 
 SAT_2024_01_06 = 1_704_499_200  # Saturday 2024-01-06 00:00:00 UTC
@@ -13,14 +13,16 @@ BERLIN = (52.5200, 13.4050)
 # Haversine with R = 6371.0088 km, worked out separately.
 PARIS_LONDON_KM = 343.5565
 PARIS_BERLIN_KM = 877.4645
+# One degree of a great circle: 6371.0088 km x pi / 180.
+KM_PER_DEGREE = 111.195080
 
 
 def txn(tid, timestamp, *, card="c1", terminal="m1", amount=10.0, place=None,
-        is_fraud=0, known_at=None, channel=None):
+        is_fraud=0, known_at=None, channel=None, category="grocery"):
     lat, lon = place if place else (None, None)
     return Transaction(
         transaction_id=tid, timestamp=timestamp, card_id=card, customer_id="u1",
-        terminal_id=terminal, amount=amount, merchant_category="grocery",
+        terminal_id=terminal, amount=amount, merchant_category=category,
         channel=channel or ("card_present" if place else "card_not_present"),
         latitude=lat, longitude=lon, is_fraud=is_fraud,
         fraud_scenario="compromised_card" if is_fraud else "",
@@ -33,6 +35,15 @@ def run_card(stream):
     for t in stream:
         out.append(history.features_for(t))
         history.record(t)
+    return out
+
+
+def run_profile(stream):
+    profile = CardProfile()
+    out = []
+    for t in stream:
+        out.append(profile.features_for(t))
+        profile.record(t)
     return out
 
 
@@ -137,6 +148,96 @@ def test_card_present_without_coordinates_is_no_location_fix():
     assert "distance_from_prev_km" not in out[1]
     assert out[2]["distance_from_prev_km"] == pytest.approx(PARIS_LONDON_KM, abs=1e-3)
     assert out[2]["speed_from_prev_kmh"] == pytest.approx(PARIS_LONDON_KM * 30, abs=0.1)
+
+
+P0 = SAT_2024_01_06  # midnight UTC: the times of day below are on the hour
+PROFILE_STREAM = [
+    txn("p1", P0 + 10 * HOUR, amount=20.0, place=(0.0, -1.0)),       # the card's first
+    txn("p2", P0 + 14 * HOUR, amount=60.0, category="online"),       # online, no place
+    txn("p3", P0 + DAY + 18 * HOUR, amount=40.0, place=(0.0, 1.0)),
+    txn("p4", P0 + DAY + 18 * HOUR, amount=10.0, place=(0.0, 3.0)),  # same second as p3
+    txn("p5", P0 + 30 * DAY + 10 * HOUR, amount=50.0, place=(0.0, 4.0)),  # 30 d after p1
+]
+
+
+def test_profile_of_a_first_transaction_is_empty():
+    assert run_profile(PROFILE_STREAM)[0] == {}
+
+
+def test_profile_of_a_new_category_and_channel():
+    second = run_profile(PROFILE_STREAM)[1]
+    assert second == {
+        "merchant_category_share_30d": 0.0,     # no earlier online purchase
+        "channel_share_30d": 0.0,               # nor any card-not-present one
+        "hours_from_usual_time": pytest.approx(4.0),    # 14:00 against p1's 10:00
+    }
+
+
+def test_profile_compares_with_the_earlier_transactions():
+    third = run_profile(PROFILE_STREAM)[2]
+    assert third["merchant_category_share_30d"] == pytest.approx(1 / 2)   # p1 of p1, p2
+    assert third["channel_share_30d"] == pytest.approx(1 / 2)
+    assert third["amount_to_category_mean_30d"] == pytest.approx(40.0 / 20.0)
+    # The usual time is the circular mean of 10:00 and 14:00, noon: 18:00 is 6 h off.
+    assert third["hours_from_usual_time"] == pytest.approx(6.0)
+    # Only p1 has a place: (0, -1) to (0, 1) is 2 degrees of the equator.
+    assert third["distance_from_usual_location_km"] == pytest.approx(2 * KM_PER_DEGREE)
+
+
+def test_profile_counts_a_transaction_at_the_same_second():
+    fourth = run_profile(PROFILE_STREAM)[3]
+    assert fourth["merchant_category_share_30d"] == pytest.approx(2 / 3)
+    assert fourth["channel_share_30d"] == pytest.approx(2 / 3)
+    assert fourth["amount_to_category_mean_30d"] == pytest.approx(10.0 / 30.0)
+    # 10:00, 14:00 and 18:00 on the 24 h circle sum to (-sqrt(3), -1): 14:00, 4 h off.
+    assert fourth["hours_from_usual_time"] == pytest.approx(4.0)
+    # The centroid of (0, -1) and (0, 1) is (0, 0).
+    assert fourth["distance_from_usual_location_km"] == pytest.approx(3 * KM_PER_DEGREE)
+
+
+def test_profile_forgets_transactions_30_days_old():
+    fifth = run_profile(PROFILE_STREAM)[4]
+    # p1 is exactly 30 d earlier: out; p2, p3, p4 are in.
+    assert fifth["merchant_category_share_30d"] == pytest.approx(2 / 3)
+    assert fifth["amount_to_category_mean_30d"] == pytest.approx(50.0 / 25.0)
+    assert fifth["distance_from_usual_location_km"] == pytest.approx(2 * KM_PER_DEGREE)
+    # 14:00, 18:00, 18:00 sum to (-sqrt(3)/2, -5/2): 12 h + atan(5 / sqrt(3)) / 15 deg.
+    usual = 16.726226
+    assert fifth["hours_from_usual_time"] == pytest.approx(usual - 10.0)
+
+
+def test_profile_features_absent_when_undefined():
+    out = run_profile([
+        txn("q1", P0 + 6 * HOUR, amount=0.0, channel="card_present"),   # no coordinates
+        txn("q2", P0 + 18 * HOUR, amount=5.0, place=PARIS),
+        txn("q3", P0 + 31 * DAY, amount=5.0, place=PARIS),
+    ])
+    # Before q2 only a card-present transaction without coordinates (no usual
+    # place) and of zero amount (no mean amount at the category).
+    assert out[1] == {"merchant_category_share_30d": 1.0, "channel_share_30d": 1.0,
+                      "hours_from_usual_time": pytest.approx(12.0)}
+    # Nothing in the 30 days before q3.
+    assert out[2] == {}
+
+
+def test_profile_has_no_usual_time_when_the_times_cancel_out():
+    third = run_profile([txn("r1", P0 + 6 * HOUR), txn("r2", P0 + 18 * HOUR),
+                         txn("r3", P0 + 20 * HOUR)])[2]
+    assert "hours_from_usual_time" not in third      # 06:00 and 18:00 are opposite
+    assert third["merchant_category_share_30d"] == 1.0
+
+
+def test_profile_depends_on_the_last_30_days_only():
+    """Exactly: a profile fed from any time on agrees 30 days later with one fed all along."""
+    from synthetic_transactions import random_stream
+
+    stream = random_stream(400, days=50, cards=1, terminals=6, seed=3)
+    cut = stream[0].timestamp + 15 * DAY
+    whole = run_profile(stream)
+    late = run_profile([t for t in stream if t.timestamp >= cut])
+    later = [i for i, t in enumerate(stream) if t.timestamp >= cut + 30 * DAY]
+    assert later and [whole[i] for i in later] == late[-len(later):]
+    assert any("distance_from_usual_location_km" in whole[i] for i in later)
 
 
 B = SAT_2024_01_06
@@ -271,8 +372,9 @@ def test_feature_contract_names_and_types():
         "card_txn_count_1h", "card_txn_count_24h", "card_txn_count_7d", "card_txn_count_30d",
         "card_amount_sum_1h", "card_amount_sum_24h", "card_amount_sum_7d",
         "card_amount_sum_30d", "seconds_since_prev_txn", "distance_from_prev_km",
-        "speed_from_prev_kmh", "amount_to_mean_30d", "terminal_fraud_rate_7d",
-        "terminal_fraud_rate_30d"}
+        "speed_from_prev_kmh", "amount_to_mean_30d", "distance_from_usual_location_km",
+        "hours_from_usual_time", "merchant_category_share_30d", "channel_share_30d",
+        "amount_to_category_mean_30d", "terminal_fraud_rate_7d", "terminal_fraud_rate_30d"}
     assert {n for n, k in features.MODEL_FEATURES.items() if k == "string"} == {
         "merchant_category", "channel"}
     assert {n for n, k in features.MODEL_FEATURES.items() if k == "int"} == {

@@ -46,6 +46,8 @@ def make_feature_rows(n: int, seed: int, first_id: int = 0) -> List[Dict]:
     terminals, so a model has something to learn.
     """
     rng = np.random.default_rng(seed)
+    # Its own stream, so that the rows' other values stay what they were before the profile.
+    profile_rng = np.random.default_rng([seed, 1])
     rows = []
     for i in range(n):
         timestamp = 1_700_000_000 + int(rng.integers(0, 60 * 86400))
@@ -76,6 +78,7 @@ def make_feature_rows(n: int, seed: int, first_id: int = 0) -> List[Dict]:
                 row["distance_from_prev_km"] = distance
                 row["speed_from_prev_kmh"] = distance / max(seconds, 1.0) * 3600.0
                 risk += 1.5 * (row["speed_from_prev_kmh"] > 800)
+        row.update(_card_profile(profile_rng, channel))
         if rng.random() < 0.7:
             rate = float(rng.beta(0.5, 20.0))
             row["terminal_fraud_rate_7d"] = rate
@@ -86,6 +89,20 @@ def make_feature_rows(n: int, seed: int, first_id: int = 0) -> List[Dict]:
         row["fraud_scenario"] = str(rng.choice(FRAUD_SCENARIOS)) if is_fraud else ""
         rows.append(row)
     return rows
+
+
+def _card_profile(rng, channel: str) -> Dict:
+    """Card-profile features of a row; none for a card without history in the last 30 days."""
+    if rng.random() < 0.1:
+        return {}
+    out = {"merchant_category_share_30d": float(rng.beta(1.0, 4.0)),
+           "channel_share_30d": float(rng.beta(2.0, 2.0)),
+           "hours_from_usual_time": float(rng.uniform(0.0, 12.0))}
+    if rng.random() < 0.8:
+        out["amount_to_category_mean_30d"] = float(rng.lognormal(0.0, 0.5))
+    if channel == "card_present" and rng.random() < 0.8:
+        out["distance_from_usual_location_km"] = float(rng.exponential(20.0))
+    return out
 
 
 def write_examples(path: str, rows: List[Dict]) -> None:

@@ -2,10 +2,11 @@
 
 The Beam pipeline reads every daily CSV, groups the transactions by terminal
 (TerminalHistory: fraud rates from labels known in time), then by card
-(CardHistory: windows, velocity, geo), and writes one tf.Example per
-transaction into `Split-train/` (days before the eval start) or `Split-eval/`
-as gzipped TFRecords. Features are computed over the whole timeline before
-the split, so the first eval days still see their train-period history.
+(CardState: windows, velocity, geo, the card's usual behaviour), and writes
+one tf.Example per transaction into `Split-train/` (days before the eval
+start) or `Split-eval/` as gzipped TFRecords. Features are computed over the
+whole timeline before the split, so the first eval days still see their
+train-period history.
 
 All state lives in the per-key DoFn calls, so the same pipeline runs on the
 DirectRunner or a distributed runner. `featurize` runs it without TFX.
@@ -114,10 +115,10 @@ class CardFeaturesFn(beam.DoFn):
         ordered = sorted(((Transaction(*row), terminal) for row, terminal in items),
                          key=lambda item: features.sort_key(item[0]))
         _check_unique([txn for txn, _ in ordered], "card", card_id)
-        history = features.CardHistory()
+        card = features.CardState()
         for txn, terminal in ordered:
-            feats = features.transaction_features(txn, history.features_for(txn), terminal)
-            history.record(txn)
+            feats = features.transaction_features(txn, card.features_for(txn), terminal)
+            card.record(txn)
             example = features.serialize_example(feats)
             split = EVAL if txn.timestamp >= self._eval_start else TRAIN
             self._counters[split].inc()
