@@ -97,7 +97,7 @@ def step_baseline(args) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from components import features
-    from components.transactions import FRAUD_SCENARIOS
+    from scoring import pr_auc_by_scenario  # benchmarks/ is on sys.path
 
     features_dir = os.path.join(args.work_dir, "features")
     train, scored = _read_split(features_dir, "train"), _read_split(features_dir, "eval")
@@ -112,19 +112,12 @@ def step_baseline(args) -> dict:
     model.fit(train[inputs], train[features.LABEL_KEY], categorical_feature=categorical)
     score = model.predict_proba(scored[inputs])[:, 1]
     label = scored[features.LABEL_KEY].to_numpy()
-    per_scenario = {}
-    for scenario in FRAUD_SCENARIOS:
-        mask = (scored["fraud_scenario"] == scenario).to_numpy()
-        if mask.any():
-            versus_legit = mask | (label == 0)
-            per_scenario[scenario] = float(average_precision_score(label[versus_legit],
-                                                                   score[versus_legit]))
     return {
         "train_examples": len(train), "eval_examples": len(scored),
         "train_frauds": int(train[features.LABEL_KEY].sum()), "eval_frauds": int(label.sum()),
         "pr_auc": float(average_precision_score(label, score)),
         "roc_auc": float(roc_auc_score(label, score)),
-        "pr_auc_by_scenario": per_scenario,
+        "pr_auc_by_scenario": pr_auc_by_scenario(label, score, scored["fraud_scenario"]),
     }
 
 

@@ -64,17 +64,27 @@ def simulate(args, size: int, out: str) -> None:
 
 # --- scoring -------------------------------------------------------------------------------
 
-def _node_outputs(metadata_path: str, node: str):
+def node_execution(metadata_path: str, node: str):
+    """(the store, the execution of `node` in the latest run)."""
     from pipeline import mlmd_queries  # pylint: disable=import-outside-toplevel
 
     store = mlmd_queries.open_store(metadata_path)
-    execution = next(e for n, e in mlmd_queries.latest_run_executions(store, "riskpipe")
-                     if n == node)
+    return store, next(e for n, e in mlmd_queries.latest_run_executions(store, "riskpipe")
+                       if n == node)
+
+
+def node_outputs(metadata_path: str, node: str):
+    from pipeline import mlmd_queries  # pylint: disable=import-outside-toplevel
+
+    store, execution = node_execution(metadata_path, node)
     return mlmd_queries.output_artifacts(store, execution.id)
 
 
-def read_split(examples_uri: str, split: str):
-    """(serialized examples, feature columns dict, labels) of one FeatureGen split."""
+def read_split(examples_uri: str, split: str, passthrough=()):
+    """(serialized examples, feature columns dict, labels) of one FeatureGen split.
+
+    The columns are the model features' and those of the `passthrough` features named.
+    """
     # pylint: disable=import-outside-toplevel
     import numpy as np
     import tensorflow as tf
@@ -84,7 +94,8 @@ def read_split(examples_uri: str, split: str):
     kinds = {"int": tf.int64, "float": tf.float32, "string": tf.string}
     spec = {name: tf.io.FixedLenFeature(
         [], kinds[kind], default_value=np.nan if name in features.OPTIONAL_FEATURES else None)
-        for name, kind in features.FEATURE_TYPES.items() if name in features.MODEL_FEATURES}
+        for name, kind in features.FEATURE_TYPES.items()
+        if name in features.MODEL_FEATURES or name in passthrough}
     spec[features.LABEL_KEY] = tf.io.FixedLenFeature([], tf.int64)
     files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     serialized, columns = [], {name: [] for name in spec}
@@ -93,8 +104,8 @@ def read_split(examples_uri: str, split: str):
         for name, values in tf.io.parse_example(batch, spec).items():
             columns[name].append(values.numpy())
     columns = {name: np.concatenate(parts) for name, parts in columns.items()}
-    for name, kind in features.MODEL_FEATURES.items():
-        if kind == "string":
+    for name in columns:
+        if features.FEATURE_TYPES[name] == "string":
             columns[name] = np.array([value.decode("utf-8") for value in columns[name]])
     return np.concatenate(serialized), columns, columns.pop(features.LABEL_KEY)
 
@@ -135,21 +146,19 @@ def model_scores(model_dir: str, serialized):
 def quality(metadata_path: str, seed: int) -> dict:
     """PR-AUC and ROC-AUC of the run's model and of the baseline on the run's eval split."""
     # pylint: disable=import-outside-toplevel
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     from pipeline import pipeline as dag
     from pipeline.run_summary import SERVING_MODEL_DIR
+    from scoring import quality as score_quality  # benchmarks/ is on sys.path
 
-    examples = _node_outputs(metadata_path, dag.FEATURE_GEN)["examples"][0].uri
-    model = _node_outputs(metadata_path, dag.TRAINER)["model"][0].uri
+    examples = node_outputs(metadata_path, dag.FEATURE_GEN)["examples"][0].uri
+    model = node_outputs(metadata_path, dag.TRAINER)["model"][0].uri
     _, train, train_labels = read_split(examples, "train")
     serialized, scored, labels = read_split(examples, "eval")
     out = {"eval_examples": len(labels), "eval_frauds": int(labels.sum())}
     for name, scores in (("dnn", model_scores(os.path.join(model, SERVING_MODEL_DIR),
                                               serialized)),
                          ("baseline", baseline_scores(train, train_labels, scored, seed))):
-        out[name] = {"pr_auc": float(average_precision_score(labels, scores)),
-                     "roc_auc": float(roc_auc_score(labels, scores))}
+        out[name] = score_quality(labels, scores)
     return out
 
 

@@ -256,7 +256,9 @@ def run_fraud_score(args: argparse.Namespace, model_name: str, deadline: float) 
 
     from engine.client import (  # pylint: disable=import-outside-toplevel
         ClientOptions, NoServerError, RiskEngineClient)
-    from engine.risk_engine import RiskEngine, summarize  # pylint: disable=import-outside-toplevel
+    from components.features import OnlineFeatureBuilder  # pylint: disable=import-outside-toplevel
+    from engine.risk_engine import (  # pylint: disable=import-outside-toplevel
+        RiskEngine, served_features, summarize)
 
     options = ClientOptions(addresses=addresses, model_name=model_name,
                             ssl_config_file=args.ssl_config, tls_server_name=args.tls_server_name,
@@ -267,7 +269,8 @@ def run_fraud_score(args: argparse.Namespace, model_name: str, deadline: float) 
             client.require_healthy()
         except NoServerError as err:
             raise UsageError(f"--server: {err}") from err
-        engine = RiskEngine(client, policy, router, shadow=args.shadow)
+        engine = RiskEngine(client, policy, router, shadow=args.shadow,
+                            features=OnlineFeatureBuilder(served_features(client, router)))
         for txn in history:
             engine.observe(txn)
         records = _score_stream(engine, transactions)

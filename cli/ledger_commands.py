@@ -39,6 +39,23 @@ def register(subparsers) -> None:
                         help="eval rows the feature values are measured on (default: 50000)")
     parser.set_defaults(func=run_report)
 
+    select = subparsers.add_parser(
+        "select-features", help="exclude the features the ledger values below a share",
+        description="Reads the JSON of `riskpipe report` and writes a run config whose "
+                    "features.exclude lists every model feature whose value share (permutation "
+                    "PR-AUC drop, as a share of all features') is below --min-value-share. "
+                    "Excluded features leave the Transform, the model, the serving request and "
+                    "the risk engine's online computation.")
+    select.add_argument("--report", required=True, metavar="FILE",
+                        help="the --json FILE of `riskpipe report`")
+    select.add_argument("--min-value-share", type=float, required=True, metavar="SHARE",
+                        help="exclude features whose value share is below this, e.g. 0.01")
+    select.add_argument("--config", metavar="FILE",
+                        help="a run config to start from (its other sections are kept)")
+    select.add_argument("--out", required=True, metavar="FILE",
+                        help="where to write the config for `riskpipe run --config`")
+    select.set_defaults(func=run_select_features)
+
 
 def _options(args: argparse.Namespace):
     from ledger.report import ReportOptions  # pylint: disable=import-outside-toplevel
@@ -74,4 +91,34 @@ def run_report(args: argparse.Namespace) -> int:
     if args.html:
         html_report.write_html(report, args.html)
         print(f"wrote {args.html}")
+    return 0
+
+
+def run_select_features(args: argparse.Namespace) -> int:
+    # pylint: disable=import-outside-toplevel
+    import yaml
+
+    from ledger.feature_selection import features_to_exclude, with_exclusions
+    from pipeline.configs import read_yaml_mapping
+
+    try:
+        with open(args.report, encoding="utf-8") as f:
+            report = json.load(f)
+    except OSError as err:
+        raise UsageError(f"--report {args.report}: {err.strerror}") from err
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--report {args.report}: not JSON ({err})") from err
+    try:
+        excluded = features_to_exclude(report.get("features") or [], args.min_value_share)
+    except (KeyError, TypeError) as err:
+        raise UsageError(f"--report {args.report}: not a `riskpipe report` JSON "
+                         f"(feature rows need name and value_share): {err}") from err
+    except ValueError as err:
+        raise UsageError(f"--report {args.report}: {err}") from err
+    config = with_exclusions(read_yaml_mapping(args.config) if args.config else {}, excluded)
+    atomic_write_text(args.out, yaml.safe_dump(config, sort_keys=False))
+    kept = len(report["features"]) - len(excluded)
+    print(f"excluded {len(excluded)} of {len(report['features'])} features "
+          f"(value share < {args.min_value_share}), {kept} kept: {', '.join(excluded) or 'none'}")
+    print(f"wrote {args.out}")
     return 0

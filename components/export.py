@@ -77,23 +77,25 @@ from common.serving_contract import (CLASSIFICATION, CLASSIFY_INPUTS, CLASSIFY_O
                                      RAW_SCORE_KEY, REGRESS_INPUTS, REGRESS_OUTPUTS, REGRESSION,
                                      SERVING_DEFAULT, SERVING_RAW)
 from components import model as model_lib
-from components.features import MODEL_FEATURES, OPTIONAL_FEATURES
+from components import preprocessing
+from components.features import OPTIONAL_FEATURES
 
 CLASS_LABELS = ("0", "1")
 WARMUP_BATCH_SIZES = (1, 8, 32)
 
 
 def serving_feature_spec(tf_transform_output: tft.TFTransformOutput) -> Dict[str, object]:
-    """The raw feature spec of the model features (no passthrough, no label)."""
+    """The raw feature spec of the model's features (no passthrough, no label, none excluded)."""
     raw = tf_transform_output.raw_feature_spec()
-    absent = sorted(set(MODEL_FEATURES) - set(raw))
+    used = preprocessing.model_features_of(tf_transform_output.transformed_feature_spec())
+    absent = sorted(set(used) - set(raw))
     if absent:
         raise ValueError(f"the Transform's raw schema lacks model features {absent}")
-    for name in OPTIONAL_FEATURES:
+    for name in OPTIONAL_FEATURES & set(used):
         if not isinstance(raw[name], tf.io.VarLenFeature) or raw[name].dtype != tf.float32:
             raise ValueError(f"optional feature '{name}' must be a variable-length float in the "
                              f"raw schema, got {raw[name]}")
-    return {name: raw[name] for name in MODEL_FEATURES}
+    return {name: raw[name] for name in used}
 
 
 def _raw_column(name: str, tensor: tf.Tensor, spec) -> object:

@@ -32,7 +32,7 @@ import functools
 import heapq
 import math
 import struct
-from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Deque, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
 from components.transactions import Transaction
 
@@ -115,6 +115,32 @@ OPTIONAL_FEATURES = frozenset({
 })
 
 FEATURE_TYPES = {**PASSTHROUGH_FEATURES, **MODEL_FEATURES}
+# The groups a card's history computes (CardState).
+CARD_GROUPS = ("card_history", "card_profile")
+
+
+def selected_features(exclude: Iterable[str] = ()) -> Tuple[str, ...]:
+    """The model features without `exclude`, in MODEL_FEATURES order.
+
+    A bank drops a feature that costs more than it is worth (the ledger's
+    feature table); a name that is not a model feature is refused rather than
+    ignored, since a typo would otherwise keep the feature silently.
+    """
+    exclude = set(exclude)
+    unknown = sorted(exclude - set(MODEL_FEATURES))
+    if unknown:
+        raise ValueError(f"features.exclude: {unknown} are not model features "
+                         f"(model features: {', '.join(MODEL_FEATURES)})")
+    selected = tuple(name for name in MODEL_FEATURES if name not in exclude)
+    if not selected:
+        raise ValueError("features.exclude leaves the model no feature")
+    return selected
+
+
+def feature_groups(names: Iterable[str]) -> FrozenSet[str]:
+    """The FEATURE_GROUPS that compute any of `names`."""
+    names = set(names)
+    return frozenset(group for group, members in FEATURE_GROUPS.items() if names & set(members))
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -383,19 +409,25 @@ class CardState:
     """Everything the features remember of one card: its CardHistory and CardProfile.
 
     Fed like each of them. They stay two classes because they are two
-    feature groups, whose costs the ledger measures apart.
+    feature groups, whose costs the ledger measures apart; `groups` leaves out
+    a group no selected feature needs, which is then neither computed nor kept.
     """
 
-    def __init__(self):
-        self.history = CardHistory()
-        self.profile = CardProfile()
+    def __init__(self, groups: Iterable[str] = CARD_GROUPS):
+        groups = set(groups)
+        self.history = CardHistory() if "card_history" in groups else None
+        self.profile = CardProfile() if "card_profile" in groups else None
+        self._parts = [part for part in (self.history, self.profile) if part is not None]
 
     def features_for(self, txn: Transaction) -> Dict[str, Any]:
-        return {**self.history.features_for(txn), **self.profile.features_for(txn)}
+        out: Dict[str, Any] = {}
+        for part in self._parts:
+            out.update(part.features_for(txn))
+        return out
 
     def record(self, txn: Transaction) -> None:
-        self.history.record(txn)
-        self.profile.record(txn)
+        for part in self._parts:
+            part.record(txn)
 
 
 class TerminalHistory:
@@ -500,7 +532,18 @@ class OnlineFeatureBuilder:
     constant; unlabelled transactions are remembered for labels for 30 days.
     """
 
-    def __init__(self):
+    def __init__(self, features: Optional[Iterable[str]] = None):
+        # The model features to compute (all by default): a group no selected
+        # feature belongs to is not computed, and its state is not kept.
+        self.model_features = tuple(MODEL_FEATURES if features is None else features)
+        unknown = sorted(set(self.model_features) - set(MODEL_FEATURES))
+        if unknown:
+            raise ValueError(f"not model features: {unknown}")
+        groups = feature_groups(self.model_features)
+        self._card_groups = tuple(group for group in CARD_GROUPS if group in groups)
+        self._uses_labels = "terminal_history" in groups
+        self._keep = (None if features is None
+                      else set(PASSTHROUGH_FEATURES) | set(self.model_features))
         self._cards: Dict[str, CardState] = {}
         self._terminals: Dict[str, TerminalHistory] = {}
         # transaction_id -> (terminal_id, timestamp) of observed, unlabelled transactions.
@@ -508,24 +551,31 @@ class OnlineFeatureBuilder:
         self._awaiting_order: Deque[Tuple[int, str]] = collections.deque()
 
     def features(self, txn: Transaction) -> Dict[str, Any]:
-        """The feature dict of `txn` (see `transaction_features`).
+        """The feature dict of `txn` (see `transaction_features`), the selected features only.
 
         Records nothing, but moves the card's and terminal's histories to
         txn's time: a later call with an older transaction is refused.
         """
-        card = self._cards.get(txn.card_id) or CardState()
-        terminal = self._terminals.get(txn.terminal_id) or TerminalHistory()
-        return transaction_features(txn, card.features_for(txn), terminal.features_for(txn))
+        card = (self._cards.get(txn.card_id) or CardState(self._card_groups)).features_for(txn)
+        terminal = {}
+        if self._uses_labels:
+            terminal = (self._terminals.get(txn.terminal_id) or TerminalHistory()).features_for(txn)
+        out = transaction_features(txn, card, terminal)
+        if self._keep is None:
+            return out
+        return {name: value for name, value in out.items() if name in self._keep}
 
     def observe(self, txn: Transaction) -> None:
         """Adds `txn` to the card and terminal histories."""
         card = self._cards.get(txn.card_id)
         if card is None:
-            card = self._cards[txn.card_id] = CardState()
+            card = self._cards[txn.card_id] = CardState(self._card_groups)
+        card.record(txn)
+        if not self._uses_labels:
+            return
         terminal = self._terminals.get(txn.terminal_id)
         if terminal is None:
             terminal = self._terminals[txn.terminal_id] = TerminalHistory()
-        card.record(txn)
         terminal.record(txn)
         self._forget_before(txn.timestamp - HORIZON)
         if txn.is_fraud is None or txn.label_known_at is None:
@@ -543,7 +593,8 @@ class OnlineFeatureBuilder:
 
         Returns False, changing nothing, when the transaction was not observed
         without a label in the last 30 days (a label that can no longer count,
-        or a second label for the same transaction).
+        or a second label for the same transaction), or when no selected
+        feature uses labels.
         """
         entry = self._awaiting_label.pop(transaction_id, None)
         if entry is None:

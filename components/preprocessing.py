@@ -32,12 +32,13 @@ label counts are stored as the vocabulary LABEL_COUNTS_VOCAB (lines
 "<count> <label>"), from which the Trainer derives class weights.
 """
 import math
-from typing import Dict, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.features import LABEL_KEY, MODEL_FEATURES, OPTIONAL_FEATURES
+from components.features import (LABEL_KEY, MODEL_FEATURES, OPTIONAL_FEATURES,
+                                 selected_features)
 
 TRANSFORMED_SUFFIX = "_xf"
 NUM_OOV_BUCKETS = 1
@@ -187,15 +188,36 @@ def record_label_counts(label: tf.Tensor) -> None:
                    store_frequency=True)
 
 
-def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+def output_names(name: str) -> Tuple[str, ...]:
+    """The model inputs the rules make of one model feature."""
+    if name in OPTIONAL_FEATURES:
+        return transformed_name(name), missing_indicator_name(name)
+    if name in CYCLIC_FEATURES:
+        return transformed_name(name + "_sin"), transformed_name(name + "_cos")
+    return (transformed_name(name),)
+
+
+def model_features_of(transformed_names: Iterable[str]) -> Tuple[str, ...]:
+    """The model features a Transform output was made from (all, or a selection).
+
+    The exported signatures take these raw features and no others, so a
+    feature the pipeline excluded is neither parsed nor required at serving.
+    """
+    present = set(transformed_names)
+    return tuple(name for name in MODEL_FEATURES if set(output_names(name)) <= present)
+
+
+def preprocessing_fn(inputs: Dict[str, tf.Tensor],
+                     custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
     """tf.Transform callback: the model inputs and the label of a batch of raw examples.
 
     Passthrough features (ids, timestamp, fraud_scenario) are dropped: they are
-    not model inputs.
+    not model inputs; so are the features in custom_config["exclude_features"]
+    (the pipeline's `features.exclude`).
     """
     _check_rules_cover_model_features()
     outputs = {}
-    for name in MODEL_FEATURES:
+    for name in selected_features((custom_config or {}).get("exclude_features", ())):
         if name in OPTIONAL_FEATURES:
             value, missing = _optional(inputs[name], name)
             outputs[transformed_name(name)] = value

@@ -3,9 +3,17 @@
 Wiring: the Trainer reads the *raw* FeatureGen examples together with the
 Transform graph (`Trainer(examples=<FeatureGen examples>,
 transform_graph=transform.outputs['transform_graph'], ...)`; Transform may run
-with `materialize=False`). Training applies the same Transform layer the
-serving signatures apply, so there is one preprocessing path, and the warmup
-requests are real raw eval examples.
+with `materialize=False`). Each split goes once through the same Transform
+layer the serving signatures apply, so there is one preprocessing path, and
+training runs on the transformed arrays in memory
+(components/transformed_arrays.py); the warmup requests are real raw eval
+examples.
+
+Memory bound: both splits must fit in memory. A transformed row of the fraud
+model takes 124 bytes (25 float32 inputs, 2 int64 ids, the int64 label), and
+training holds the training split, synthetic frauds included, once more as the
+tensors its batches are gathered from: about (2 x train + eval rows) x 124
+bytes, 0.25 GB per million training transactions.
 
 Hyperparameters come from `fn_args.custom_config`, a
 `dataclasses.asdict(components.trainer_config.TrainerConfig)`.
@@ -13,15 +21,17 @@ Hyperparameters come from `fn_args.custom_config`, a
 Steps:
 1. Class balance from the training split's label counts (recorded by the
    Transform analysis, see components.preprocessing): class weights with the
-   configured scheme, or balanced resampling with tf.data instead; and the
-   prior correction that undoes either in the served probability
-   (components/export.py).
+   configured scheme, or balanced resampling of the in-memory split instead;
+   optionally synthetic frauds added to the training split
+   (components/synthetic_minority.py); and the prior correction that undoes
+   all of it in the served probability (components/export.py).
 2. Under tf.distribute.MirroredStrategy: build the model, wrap its Dense layers
    for magnitude pruning, train with TensorBoard logs in `model_run_dir`.
 3. Strip the pruning wrappers; optionally fine-tune quantization-aware.
-4. Record the class balance, the achieved sparsity, and the Brier score and
-   ECE of the raw and the calibrated score on the eval split as JSON in
-   `model_run_dir` (class_balance.json, compression.json, calibration.json).
+4. Record the class balance (and the number of synthetic frauds), the
+   achieved sparsity, and the Brier score and ECE of the raw and the
+   calibrated score on the eval split as JSON in `model_run_dir`
+   (class_balance.json, compression.json, calibration.json).
 5. Export the serving model with its signatures and warmup requests.
 """
 import dataclasses
@@ -33,15 +43,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx_bsl.public import tfxio
 
 from common.errors import DataError, UsageError
 from common.serving_contract import MAX_WARMUP_RECORDS, OUTPUT_KEY, RAW_SCORE_KEY
-from components import calibration, compression, export
+from components import calibration, compression, export, synthetic_minority
 from components import model as model_lib
 from components.features import LABEL_KEY, MODEL_FEATURES, OPTIONAL_FEATURES
 from components.preprocessing import LABEL_COUNTS_VOCAB
 from components.trainer_config import TrainerConfig
+from components.transformed_arrays import READ_BATCH_SIZE, Split, read_split
 
 CLASS_WEIGHT_SCHEMES = ("balanced", "sqrt", "none")
 CLASSES = (0, 1)
@@ -79,9 +89,12 @@ def validate_trainer_config(config: TrainerConfig) -> None:
         fail("class_weight_scheme", f"must be one of {', '.join(CLASS_WEIGHT_SCHEMES)}")
     if not config.hidden_units or min(config.hidden_units) < 1:
         fail("hidden_units", "must be a non-empty list of positive sizes")
-    for field in ("embedding_dim", "batch_size", "epochs", "qat_epochs"):
+    for field in ("embedding_dim", "batch_size", "epochs", "qat_epochs", "synthetic_neighbours"):
         if getattr(config, field) < 1:
             fail(field, "must be at least 1")
+    if not 0.0 <= config.synthetic_fraud_ratio < math.inf:
+        fail("synthetic_fraud_ratio", "must be a finite number >= 0 (synthetic frauds per "
+                                      "real fraud of the training split)")
     if config.learning_rate <= 0:
         fail("learning_rate", "must be positive")
     if not 0.0 <= config.target_sparsity < 1.0:
@@ -147,11 +160,20 @@ def class_weights(counts: Dict[int, int], scheme: str) -> Dict[int, float]:
                      f"got {scheme!r}")
 
 
-def logit_shift(counts: Dict[int, int], class_weight: Optional[Dict[int, float]]) -> float:
-    """The prior correction of the served score: class weights, or resampling when None."""
+def logit_shift(counts: Dict[int, int], class_weight: Optional[Dict[int, float]],
+                synthetic_frauds: int = 0) -> float:
+    """The prior correction of the served score: class weights, or resampling when None.
+
+    `counts` are the real training split's. Synthetic frauds are extra fraud
+    weight: n1 real frauds trained beside s synthetic ones at weight w1 weigh
+    as n1 frauds at w1 (n1 + s) / n1, so the served probability stays that of
+    the real fraud rate. Resampling draws its fraud share from real and
+    synthetic frauds alike, so they leave its correction unchanged.
+    """
     if class_weight is None:
         return calibration.resampling_logit_shift(counts, RESAMPLED_FRAUD_SHARE)
-    return calibration.weighting_logit_shift(class_weight)
+    fraud_weight = class_weight[1] * (counts[1] + synthetic_frauds) / counts[1]
+    return calibration.weighting_logit_shift({0: class_weight[0], 1: fraud_weight})
 
 
 # ---------------------------------------------------------------------------
@@ -191,40 +213,57 @@ def check_raw_examples(patterns: Sequence[str]) -> None:
             "FeatureGen examples with the Transform graph, not transformed examples")
 
 
-def transformed_dataset(files: Sequence[str], data_accessor, tf_transform_output,
-                        batch_size: int, num_epochs: Optional[int], label_key: str = LABEL_KEY,
-                        seed: Optional[int] = None, shuffle: bool = True) -> tf.data.Dataset:
-    """Batches of (model inputs, label [batch, 1] float) from raw examples.
+def _balanced_rows(labels: np.ndarray, batch_size: int, seed: Optional[int]) -> tf.data.Dataset:
+    """Endless batches of rows, each a fraud with probability RESAMPLED_FRAUD_SHARE.
 
-    `seed` fixes the shuffle order (with seeded training, the same data gives the
-    same model); `shuffle=False` keeps the files' order, for scoring.
+    Rows are drawn with replacement within their class, a whole batch at a
+    time: per-row sampling in tf.data costs more than the training step.
     """
-    raw = data_accessor.tf_dataset_factory(
-        list(files),
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=num_epochs,
-                                       shuffle=shuffle, shuffle_seed=seed),
-        tf_transform_output.raw_metadata.schema)
-    layer = tf_transform_output.transform_features_layer()
-    names = model_lib.input_names(tf_transform_output, label_key)
+    by_class = [tf.constant(np.flatnonzero(labels == label)) for label in CLASSES]
 
-    # Converting the Transform layer's Python code with autograph costs seconds
-    # and buys nothing: it has no tensor-dependent Python control flow.
-    @tf.autograph.experimental.do_not_convert
-    def to_model_inputs(raw_features):
-        transformed = layer(raw_features)
-        label = tf.cast(tf.expand_dims(transformed[label_key], axis=-1), tf.float32)
-        return model_lib.as_model_inputs(transformed, names), label
+    def draw(batch_seed):
+        seeds = tf.random.experimental.stateless_split(batch_seed, num=len(CLASSES) + 1)
+        fraud = tf.random.stateless_uniform([batch_size], seeds[0]) < RESAMPLED_FRAUD_SHARE
+        legit, fraudulent = (
+            tf.gather(rows, tf.random.stateless_uniform(
+                [batch_size], seeds[i + 1], maxval=tf.size(rows, out_type=tf.int64),
+                dtype=tf.int64))
+            for i, rows in enumerate(by_class))
+        return tf.where(fraud, fraudulent, legit)
 
-    return raw.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+    return tf.data.Dataset.random(seed=seed).batch(2).map(draw)
 
 
-def balanced_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """Batches drawing frauds with probability RESAMPLED_FRAUD_SHARE from a repeating dataset."""
-    examples = dataset.unbatch()
-    by_class = [examples.filter(lambda _, label, c=float(c): tf.equal(label[0], c))
-                for c in CLASSES]
-    weights = [1.0 - RESAMPLED_FRAUD_SHARE, RESAMPLED_FRAUD_SHARE]
-    return tf.data.Dataset.sample_from_datasets(by_class, weights=weights).batch(batch_size)
+def _row_batches(labels: np.ndarray, batch_size: int, seed: Optional[int],
+                 balanced: bool) -> tf.data.Dataset:
+    """Endless batches of row indices: shuffled passes over the split, or balanced draws."""
+    if balanced:
+        return _balanced_rows(labels, batch_size, seed)
+    rows = tf.data.Dataset.range(len(labels))
+    return rows.shuffle(len(labels), seed=seed).repeat().batch(batch_size)
+
+
+def _float_labels(split: Split) -> np.ndarray:
+    return split.labels[:, None].astype(np.float32)
+
+
+def training_batches(train: Split, batch_size: int, seed: Optional[int] = None,
+                     balanced: bool = False) -> tf.data.Dataset:
+    """Endless batches of (model inputs, label [batch, 1] float) gathered from the split.
+
+    Indexing the split in memory keeps even balanced resampling to the cost of
+    a gather; `seed` fixes the order (with seeded training, the same data give
+    the same model).
+    """
+    inputs = {name: tf.constant(value) for name, value in train.model_inputs().items()}
+    labels = tf.constant(_float_labels(train))
+
+    def gather(rows):
+        return {name: tf.gather(value, rows) for name, value in inputs.items()}, tf.gather(
+            labels, rows)
+
+    return (_row_batches(train.labels, batch_size, seed, balanced)
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
 
 def steps_per_epoch(train_steps: Optional[int], num_train_examples: int,
@@ -251,21 +290,19 @@ def write_json(directory: str, name: str, value) -> None:
         json.dump(value, f, indent=2, sort_keys=True)
 
 
-def _datasets(fn_args, tf_transform_output, config: TrainerConfig):
-    """The repeating train dataset (resampled if configured) and the eval dataset."""
-    train = transformed_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                                config.batch_size, num_epochs=None, seed=config.seed)
-    if config.balanced_resampling:
-        train = balanced_batches(train, config.batch_size)
-    evaluation = transformed_dataset(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, config.batch_size,
-        num_epochs=None if fn_args.eval_steps else 1)
-    return train, evaluation
+def _datasets(train: Split, evaluation: Split, config: TrainerConfig, eval_steps):
+    """The endless train batches (resampled if configured) and the eval batches."""
+    batches = training_batches(train, config.batch_size, config.seed, config.balanced_resampling)
+    # Validation only accumulates metrics, which larger batches reach in fewer steps.
+    validation = tf.data.Dataset.from_tensor_slices(
+        (evaluation.model_inputs(), _float_labels(evaluation))).batch(READ_BATCH_SIZE)
+    return batches, validation.repeat() if eval_steps else validation
 
 
-def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, class_weight):
+def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, class_weight,
+           train: Split, evaluation: Split):
     """Trains (pruning, then optional QAT) under MirroredStrategy; returns (model, plan)."""
-    train, evaluation = _datasets(fn_args, tf_transform_output, config)
+    batches, validation = _datasets(train, evaluation, config, fn_args.eval_steps)
     plan = None
     strategy = tf.distribute.MirroredStrategy()
     with strategy.scope():
@@ -279,7 +316,7 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
         model_lib.compile_model(model, config.learning_rate)
     callbacks = (compression.pruning_callbacks(fn_args.model_run_dir) if plan else
                  [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    _fit(model, train, evaluation, fn_args.eval_steps, (0, config.epochs), steps,
+    _fit(model, batches, validation, fn_args.eval_steps, (0, config.epochs), steps,
          class_weight, callbacks)
 
     with strategy.scope():
@@ -289,14 +326,14 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
             model = compression.quantize_dense_layers(model)
             model_lib.compile_model(model, config.learning_rate * QAT_LEARNING_RATE_SCALE)
     if config.quantization_aware:
-        _fit(model, train, evaluation, fn_args.eval_steps,
+        _fit(model, batches, validation, fn_args.eval_steps,
              (config.epochs, config.epochs + config.qat_epochs), steps, class_weight,
              [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
     return model, plan
 
 
 def write_reports(model_run_dir: str, config: TrainerConfig, model, plan,
-                   counts: Dict[int, int], class_weight) -> None:
+                  counts: Dict[int, int], class_weight, synthetic_frauds: int = 0) -> None:
     """compression.json (achieved sparsity) and class_balance.json, for the run summary."""
     sparsity = compression.dense_kernel_sparsity(model)
     write_json(model_run_dir, COMPRESSION_FILE, {
@@ -312,37 +349,33 @@ def write_reports(model_run_dir: str, config: TrainerConfig, model, plan,
         "balanced_resampling": config.balanced_resampling,
         "class_weight": ({str(label): w for label, w in class_weight.items()}
                          if class_weight else None),
+        "synthetic_frauds": synthetic_frauds,
     })
 
 
-def _eval_labels_and_scores(fn_args, tf_transform_output, config: TrainerConfig,
-                            model) -> Tuple[np.ndarray, np.ndarray]:
-    """The labels and the model's raw scores over one pass of the eval split."""
-    dataset = transformed_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                                  config.batch_size, num_epochs=1)
-    labels, scores = [], []
-    for inputs, label in dataset:
-        labels.append(label.numpy()[:, 0])
-        scores.append(model(inputs, training=False).numpy()[:, 0])
-    return np.concatenate(labels), np.concatenate(scores)
-
-
-def _write_calibration(fn_args, tf_transform_output, config: TrainerConfig, model,
-                       shift: float) -> None:
+def _write_calibration(model_run_dir: str, model, evaluation: Split, shift: float) -> None:
     """calibration.json: Brier and ECE of the raw and the calibrated score on the eval split.
 
     Measured after the shift is fixed from the training split, so the eval
     split only reports on it.
     """
-    labels, raw = _eval_labels_and_scores(fn_args, tf_transform_output, config, model)
+    raw = model.predict(evaluation.model_inputs(), batch_size=READ_BATCH_SIZE, verbose=0)[:, 0]
     calibrated = export.calibrated_probability(tf.constant(raw), shift).numpy()
-    write_json(fn_args.model_run_dir, calibration.CALIBRATION_FILE, {
+    write_json(model_run_dir, calibration.CALIBRATION_FILE, {
         "logit_shift": shift,
-        "eval_examples": len(labels),
+        "eval_examples": len(evaluation.labels),
         "ece_bins": calibration.ECE_BINS,
-        RAW_SCORE_KEY: calibration.calibration_errors(labels, raw),
-        OUTPUT_KEY: calibration.calibration_errors(labels, calibrated),
+        RAW_SCORE_KEY: calibration.calibration_errors(evaluation.labels, raw),
+        OUTPUT_KEY: calibration.calibration_errors(evaluation.labels, calibrated),
     })
+
+
+def _with_synthetic_frauds(train: Split, config: TrainerConfig) -> Tuple[Split, int]:
+    """The training split with the configured synthetic frauds appended, and their number."""
+    synthetic = synthetic_minority.synthetic_frauds(
+        train, config.synthetic_fraud_ratio, config.synthetic_neighbours,
+        model_lib.categorical_inputs(), config.seed)
+    return train.concat(synthetic), len(synthetic.labels)
 
 
 def run_fn(fn_args) -> None:
@@ -357,12 +390,16 @@ def run_fn(fn_args) -> None:
     # Computed (and both classes checked) even when resampling replaces them.
     weights = class_weights(counts, config.class_weight_scheme)
     class_weight = None if config.balanced_resampling else weights
-    shift = logit_shift(counts, class_weight)
-    steps = steps_per_epoch(fn_args.train_steps, sum(counts.values()), config)
+    train, synthetic = _with_synthetic_frauds(
+        read_split(fn_args.train_files, fn_args.data_accessor, tf_transform_output), config)
+    evaluation = read_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+    shift = logit_shift(counts, class_weight, synthetic)
+    steps = steps_per_epoch(fn_args.train_steps, len(train.labels), config)
 
-    model, plan = _train(fn_args, tf_transform_output, config, steps, class_weight)
-    write_reports(fn_args.model_run_dir, config, model, plan, counts, class_weight)
-    _write_calibration(fn_args, tf_transform_output, config, model, shift)
+    model, plan = _train(fn_args, tf_transform_output, config, steps, class_weight, train,
+                         evaluation)
+    write_reports(fn_args.model_run_dir, config, model, plan, counts, class_weight, synthetic)
+    _write_calibration(fn_args.model_run_dir, model, evaluation, shift)
 
     warmup_needed = sum(export.WARMUP_BATCH_SIZES[i % len(export.WARMUP_BATCH_SIZES)]
                         for i in range(config.warmup_examples))

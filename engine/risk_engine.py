@@ -14,11 +14,12 @@ import dataclasses
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-from components.features import OnlineFeatureBuilder
+from common.serving_contract import SERVING_RAW
+from components.features import MODEL_FEATURES, OnlineFeatureBuilder
 from components.transactions import Transaction
 from engine.client import RiskEngineClient, ScoringError
 from engine.policy import APPROVE, ACTIONS, Facts, Policy, card_age_days
-from engine.routing import Router, other_label
+from engine.routing import CANARY, STABLE, Router, other_label
 
 UNSCORED = "unscored"  # the version key of records that got no score
 
@@ -29,6 +30,35 @@ RECORD_FIELDS = (
     "server", "is_fraud", "shadow_label", "shadow_model_version", "shadow_score",
     "shadow_decision", "shadow_agrees", "shadow_error",
 )
+
+
+# The features the policy's rules read (Facts): computed whatever the models take.
+POLICY_FEATURES = ("speed_from_prev_kmh",)
+
+
+def served_features(client: RiskEngineClient, router: Router) -> List[str]:
+    """The model features the routed versions take (their serving_raw inputs) and the policy reads.
+
+    The engine computes these and no others: a feature a bank excluded from
+    its model (`features.exclude`) costs nothing online. Read once, at start:
+    a canary that takes a feature outside this set needs an engine restart.
+    Every feature when a version cannot tell (not loaded yet, no serving_raw):
+    its transactions then get the model's error and the policy's decision,
+    as they would have anyway.
+    """
+    routing = router.current()
+    labels = ([None] if router.path is None
+              else [STABLE, CANARY] if routing.has_canary else [STABLE])
+    needed = set(POLICY_FEATURES)
+    for label in labels:
+        try:
+            _, signatures = client.signature_defs(label=label)
+        except ScoringError:
+            return list(MODEL_FEATURES)
+        if SERVING_RAW not in signatures:
+            return list(MODEL_FEATURES)
+        needed.update(signatures[SERVING_RAW].inputs)
+    return [name for name in MODEL_FEATURES if name in needed]
 
 
 class RiskEngine:

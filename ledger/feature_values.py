@@ -69,6 +69,24 @@ def feature_columns(rows: Sequence[Mapping]) -> Columns:
             for name, kind in features.MODEL_FEATURES.items()}
 
 
+def as_requests(records: Sequence[bytes], inputs: Sequence[str]) -> List[bytes]:
+    """Serialized tf.Examples holding only `inputs`: what the risk engine sends the model."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    keep = set(inputs)
+    return [features.serialize_example(
+        {k: v for k, v in features.from_example(tf.train.Example.FromString(record)).items()
+         if k in keep}) for record in records]
+
+
+def served_inputs(version_dir: str) -> List[str]:
+    """The raw features a pushed version takes: its serving_raw inputs, sorted."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    signature = tf.saved_model.load(version_dir).signatures[SERVING_RAW]
+    return sorted(signature.structured_input_signature[1])
+
+
 def model_scorer(version_dir: str) -> Callable[[Columns], np.ndarray]:
     """Scores columns with a pushed model's serving_raw signature (other columns are ignored)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel

@@ -92,9 +92,10 @@ def _measured(pipeline_root: str, kind: str, version: int, measure: Optional[Cal
 
 def _serving_figures(pipeline_root: str, pushed, options: ReportOptions) -> Optional[dict]:
     def measure():
-        # The first eval transactions: the fixed replay sample.
-        examples = feature_values.split_records(pushed.examples_uri, "eval",
-                                                options.serving_transactions)
+        # The first eval transactions, as the risk engine sends them: the fixed replay sample.
+        examples = feature_values.as_requests(
+            feature_values.split_records(pushed.examples_uri, "eval", options.serving_transactions),
+            feature_values.served_inputs(pushed.directory))
         return serving_cost.measure(pushed.directory, options.model_name, examples,
                                     options.batching_config)
     can_measure = options.measure and os.path.isdir(pushed.directory)
@@ -133,7 +134,10 @@ def _model_records(store, runs, pipeline_root: str, prices: CostConfig,
 
 def _feature_table(pipeline_root: str, pushed, options: ReportOptions) -> List[Dict[str, Any]]:
     def measure():
-        costs = feature_costs.feature_costs(pushed.input_base, options.feature_cost_transactions)
+        # The features the version takes: one a bank excluded costs nothing online.
+        inputs = set(feature_values.served_inputs(pushed.directory))
+        costs = [cost for cost in feature_costs.feature_costs(
+            pushed.input_base, options.feature_cost_transactions) if cost.name in inputs]
         columns, labels = feature_values.read_eval_split(pushed.examples_uri, options.value_rows)
         values = feature_values.permutation_values(
             feature_values.model_scorer(pushed.directory), columns, labels,

@@ -150,7 +150,8 @@ def _trainer_modules(config: PipelineConfig, table: Optional[StagedTable]):
     """(preprocessing_fn, its custom_config, run_fn, its custom_config) of the task."""
     trainer = dataclasses.asdict(config.trainer)
     if config.task != "credit":
-        return PREPROCESSING_FN, None, RUN_FN, trainer
+        return (PREPROCESSING_FN, {"exclude_features": list(config.features.exclude)}, RUN_FN,
+                trainer)
     columns = transform_config(table.table)
     return CREDIT_PREPROCESSING_FN, columns, CREDIT_RUN_FN, {
         "trainer": trainer, "columns": columns,

@@ -22,6 +22,7 @@ from common.serving_contract import (DEFAULT_PROBABILITY_KEY, EXPLAIN, REASON_CO
 from components.credit import scorecard, table
 from components.credit.config import ScorecardScale
 from components.metric_names import BRIER, GINI, KS, PR_AUC, ROC_AUC
+from components.trainer import COMPRESSION_FILE
 from datagen import credit as credit_data
 from pipeline import mlmd_queries
 from pipeline import pipeline as dag
@@ -178,10 +179,17 @@ def test_a_small_table_without_id_or_date_runs(tmp_path, run_riskpipe):
     frame["product"] = "personal_loan"  # a categorical column of one value
     path = tmp_path / "applications.csv"
     frame.to_csv(path, index=False)
-    result = run_riskpipe(_run_args(str(path), tmp_path))
+    # Pruning is off by default for credit; the machinery still prunes when asked.
+    config = tmp_path / "pruned.yaml"
+    config.write_text("trainer:\n  target_sparsity: 0.5\n")
+    result = run_riskpipe(_run_args(str(path), tmp_path, "--config", str(config)))
     assert result.exit_code == 0, result.stderr
     assert "hash of each row" in result.stdout
     assert "Evaluator" in result.stdout and "Pusher" in result.stdout
+    (report,) = glob.glob(str(tmp_path / "pipeline" / "Trainer" / "model_run" / "*" /
+                              COMPRESSION_FILE))
+    with open(report) as f:
+        assert json.load(f)["min_dense_kernel_sparsity"] >= 0.5
 
 
 BAD_TABLES = {

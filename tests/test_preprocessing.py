@@ -12,9 +12,10 @@ and review the diff like code.
 The helpers at the top (synthetic examples, raw schemas, running the analysis)
 and the session fixture `raw_data` are shared with tests/test_trainer.py.
 """
+import functools
 import math
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -126,14 +127,16 @@ def variable_length_schema() -> schema_pb2.Schema:
 
 
 def analyze(train_pattern: str, schema: schema_pb2.Schema, output_dir: str,
-            temp_dir: str) -> tft.TFTransformOutput:
+            temp_dir: str, exclude: Sequence[str] = ()) -> tft.TFTransformOutput:
     """Runs preprocessing_fn's analysis on Beam over TFRecords, as TFX Transform does."""
     source = tfxio.TFExampleRecord(file_pattern=train_pattern, schema=schema)
+    preprocessing_fn = functools.partial(preprocessing.preprocessing_fn,
+                                         custom_config={"exclude_features": list(exclude)})
     with beam.Pipeline() as pipeline:
         with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
             raw = pipeline | "Read" >> source.BeamSource()
             transform_fn = ((raw, source.TensorAdapterConfig())
-                            | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
+                            | tft_beam.AnalyzeDataset(preprocessing_fn))
             _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
     # TFX Transform writes the raw schema beside the transform graph.
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),

@@ -21,10 +21,12 @@ from tfx.utils import json_utils, proto_utils
 
 from common import serving_contract as contract
 from common.errors import DataError, UsageError
-from components import calibration, compression, features, trainer
-from pipeline.configs import TrainerConfig
+from components import (calibration, compression, features, synthetic_minority, trainer,
+                        transformed_arrays)
+from pipeline.configs import CREDIT_TRAINER, PipelineConfig, TrainerConfig, credit_defaults
 # The session-scoped synthetic data and Transform graph, shared with test_preprocessing.
 from test_preprocessing import raw_data  # noqa: F401
+from test_synthetic_minority import parents
 
 FAST = dict(hidden_units=(32, 16), batch_size=64, epochs=3, warmup_examples=5)
 
@@ -67,6 +69,25 @@ def trained_qat(raw_data, tmp_path_factory):
                            quantization_aware=True, balanced_resampling=True)
     trainer.run_fn(fn_args)
     return fn_args
+
+
+@pytest.fixture(scope="module")
+def trained_synthetic(raw_data, tmp_path_factory):
+    """run_fn with two synthetic frauds per real one beside sqrt class weights; records the
+    split the frauds were drawn from and what was drawn."""
+    drawn = {}
+    real = synthetic_minority.synthetic_frauds
+
+    def recording(train, *args, **kwargs):
+        drawn["from"], drawn["synthetic"] = train, real(train, *args, **kwargs)
+        return drawn["synthetic"]
+
+    fn_args = make_fn_args(raw_data, tmp_path_factory.mktemp("trained_synthetic"), epochs=1,
+                           seed=5, synthetic_fraud_ratio=2.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synthetic_minority, "synthetic_frauds", recording)
+        trainer.run_fn(fn_args)
+    return fn_args, drawn
 
 
 def _read_json(directory, name):
@@ -284,6 +305,59 @@ def test_resampled_model_is_corrected_for_the_resampled_fraud_share(trained_qat,
 
 
 # ---------------------------------------------------------------------------
+# Synthetic frauds, with class weights.
+
+def test_synthetic_frauds_are_drawn_from_the_training_split_only(trained_synthetic, raw_data):
+    fn_args, drawn = trained_synthetic
+    train_labels = [row["is_fraud"] for row in raw_data["train_rows"]]
+    np.testing.assert_array_equal(drawn["from"].labels, train_labels)
+    assert len(drawn["synthetic"].labels) == round(2.0 * sum(train_labels))
+    parents(drawn["synthetic"], drawn["from"])
+    # The eval split is scored as it is: real transactions only.
+    report = _read_json(fn_args.model_run_dir, calibration.CALIBRATION_FILE)
+    assert report["eval_examples"] == len(raw_data["eval_rows"])
+
+
+def test_the_prior_correction_counts_synthetic_frauds_as_extra_fraud_weight(
+        trained_synthetic, raw_data):
+    fn_args, drawn = trained_synthetic
+    balance = _read_json(fn_args.model_run_dir, trainer.CLASS_BALANCE_FILE)
+    counts = balance["label_counts"]
+    assert counts["1"] == sum(row["is_fraud"] for row in raw_data["train_rows"])
+    assert balance["synthetic_frauds"] == len(drawn["synthetic"].labels) == 2 * counts["1"]
+    weights = balance["class_weight"]
+    shift = np.log(weights["1"] / weights["0"]) + np.log(3.0)
+    report = _read_json(fn_args.model_run_dir, calibration.CALIBRATION_FILE)
+    assert report["logit_shift"] == pytest.approx(shift)
+    probability, raw = _served(tf.saved_model.load(fn_args.serving_model_dir),
+                               raw_data["eval_rows"][:32])
+    np.testing.assert_allclose(probability, _sigmoid(_logit(raw) - shift), rtol=1e-5, atol=1e-7)
+
+
+def test_the_fraud_task_defaults_to_synthetic_frauds_and_credit_keeps_its_weights():
+    fraud = PipelineConfig().trainer
+    assert (fraud.synthetic_fraud_ratio, fraud.class_weight_scheme) == (1.0, "none")
+    credit = credit_defaults(PipelineConfig()).trainer
+    assert credit == CREDIT_TRAINER
+    assert (credit.synthetic_fraud_ratio, credit.class_weight_scheme) == (0.0, "sqrt")
+
+
+def test_synthetic_frauds_shift_the_weighted_prior_back_to_the_real_fraud_rate():
+    counts = {0: 900, 1: 100}
+    for scheme, synthetic in (("sqrt", 100), ("none", 300), ("balanced", 50)):
+        weight = trainer.class_weights(counts, scheme)
+        shift = trainer.logit_shift(counts, weight, synthetic)
+        fraud_mass = weight[1] * (counts[1] + synthetic)
+        trained_rate = fraud_mass / (fraud_mass + weight[0] * counts[0])
+        # A model that learned only the weighted training rate serves the real one.
+        assert _sigmoid(_logit(trained_rate) - shift) == pytest.approx(0.1)
+    sqrt = trainer.class_weights(counts, "sqrt")
+    assert trainer.logit_shift(counts, sqrt, 100) == pytest.approx(math.log(3) + math.log(2))
+    # Resampling draws half frauds whatever their origin.
+    assert trainer.logit_shift(counts, None, 400) == pytest.approx(math.log(9))
+
+
+# ---------------------------------------------------------------------------
 # Pieces.
 
 def test_class_weight_schemes():
@@ -309,14 +383,36 @@ def test_prior_correction_of_each_scheme():
     assert shift("none") == 0.0
 
 
-def test_balanced_resampling_draws_both_classes_equally(trained, raw_data):
-    dataset = trainer.balanced_batches(
-        trainer.transformed_dataset(trained.train_files, trained.data_accessor,
-                                    raw_data["transform_output"], batch_size=64,
-                                    num_epochs=None), batch_size=64)
+@pytest.fixture(scope="module")
+def train_split(trained, raw_data):
+    return transformed_arrays.read_split(trained.train_files, trained.data_accessor,
+                                         raw_data["transform_output"])
+
+
+def test_a_split_is_read_through_the_transform_once_in_file_order(train_split, raw_data):
+    rows = raw_data["train_rows"]
+    np.testing.assert_array_equal(train_split.labels, [row["is_fraud"] for row in rows])
+    np.testing.assert_allclose(train_split.features["is_night_xf"],
+                               [row["is_night"] for row in rows])
+    assert "is_fraud" not in train_split.features
+
+
+def test_balanced_resampling_draws_both_classes_equally(train_split):
+    dataset = trainer.training_batches(train_split, batch_size=64, seed=0, balanced=True)
     labels = np.concatenate([label.numpy() for _, label in dataset.take(30)])
     assert labels.shape == (30 * 64, 1)
     assert 0.45 < labels.mean() < 0.55
+
+
+def test_training_batches_are_shuffled_passes_over_the_split(train_split):
+    batches = list(trainer.training_batches(train_split, batch_size=100, seed=0).take(12))
+    labels = np.concatenate([label.numpy()[:, 0] for _, label in batches])
+    n = len(train_split.labels)
+    # The first pass holds every row once, in another order than the file's.
+    assert np.sort(labels[:n]).tolist() == np.sort(train_split.labels).tolist()
+    amounts = np.concatenate([inputs["amount_xf"].numpy()[:, 0] for inputs, _ in batches])
+    np.testing.assert_array_equal(np.sort(amounts[:n]), np.sort(train_split.features["amount_xf"]))
+    assert not np.array_equal(amounts[:n], train_split.features["amount_xf"])
 
 
 def test_pruning_plan_ends_on_an_update_step():
@@ -341,6 +437,12 @@ def test_trainer_config_errors_name_the_field():
         trainer.trainer_config({"early_stopping_patience": -2})
     with pytest.raises(UsageError, match="warmup_examples"):
         trainer.trainer_config({"warmup_examples": 1001})
+    for ratio in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(UsageError, match="trainer.synthetic_fraud_ratio .*per real fraud"):
+            trainer.trainer_config({"synthetic_fraud_ratio": ratio})
+    with pytest.raises(UsageError, match="trainer.synthetic_neighbours must be at least 1"):
+        trainer.trainer_config({"synthetic_neighbours": 0})
+    assert trainer.trainer_config({"synthetic_fraud_ratio": 4}).synthetic_fraud_ratio == 4
     assert trainer.trainer_config({"hidden_units": [8]}).hidden_units == (8,)
 
 

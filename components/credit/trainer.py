@@ -24,9 +24,8 @@ baselines fitted on the same transformed training split, so that the report
 shows all three on equal terms. The Evaluator's TFMA figures remain the ones
 that bless.
 """
-import dataclasses
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -37,18 +36,17 @@ from components import compression
 from components import export as fraud_export
 from components import model as model_lib
 from components import trainer as fraud_trainer
+from components import transformed_arrays
 from components.credit import baselines, export, metrics
 from components.credit.config import ScorecardScale
 from components.preprocessing import transformed_name
 from components.trainer_config import TrainerConfig
+from components.transformed_arrays import Split
 
 EVALUATION_FILE = "credit_evaluation.json"
 DNN = "dnn"
 # The share of the training split held out for early stopping.
 VALIDATION_SHARE = 0.1
-# Applications per batch when a split is read through the Transform graph: the
-# order and the arrays do not depend on the training batch size.
-READ_BATCH_SIZE = 1024
 # Credit categories (purpose, housing, a region) are few; one-hot, the network
 # sees them as a scorecard does, and a small table cannot fit embeddings.
 ONE_HOT_MAX_BUCKETS = 64
@@ -62,33 +60,9 @@ def _model(tf_transform_output, config: TrainerConfig, columns) -> tf.keras.Mode
         one_hot_max_buckets=ONE_HOT_MAX_BUCKETS, output_name="default", name="credit")
 
 
-def _arrays(files, fn_args, tf_transform_output, columns) -> "Split":
-    """One pass of a split through the Transform graph, in file order, as numpy."""
-    dataset = fraud_trainer.transformed_dataset(
-        files, fn_args.data_accessor, tf_transform_output, READ_BATCH_SIZE, num_epochs=1,
-        label_key=columns["label"], shuffle=False)
-    features: Dict[str, List[np.ndarray]] = {}
-    labels = []
-    for inputs, label in dataset:
-        for name, value in inputs.items():
-            features.setdefault(name, []).append(value.numpy()[:, 0])
-        labels.append(label.numpy()[:, 0])
-    return Split({name: np.concatenate(parts) for name, parts in features.items()},
-                 np.concatenate(labels).astype(np.int64))
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """Transformed features ({input: [n]}) and labels [n] of some applications."""
-    features: Dict[str, np.ndarray]
-    labels: np.ndarray
-
-    def take(self, rows: np.ndarray) -> "Split":
-        return Split({name: value[rows] for name, value in self.features.items()},
-                     self.labels[rows])
-
-    def model_inputs(self) -> Dict[str, np.ndarray]:
-        return {name: value[:, None] for name, value in self.features.items()}
+def _arrays(files, fn_args, tf_transform_output, columns) -> Split:
+    return transformed_arrays.read_split(files, fn_args.data_accessor, tf_transform_output,
+                                         columns["label"])
 
 
 def hold_out(train: Split, seed: int) -> Tuple[Split, Split]:

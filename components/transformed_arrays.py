@@ -1,0 +1,80 @@
+"""A split of raw examples run through the Transform graph once and held as numpy arrays.
+
+Both Trainers (components/trainer.py, components/credit/trainer.py) read their
+splits this way and train from memory: running the Transform graph over the
+raw examples again every epoch would cost more than training the network.
+
+Memory bound: a whole split must fit in memory. It holds one value per
+transformed feature and row, float32 for numbers and int64 for vocabulary ids
+and the label: rows x (4 x float inputs + 8 x (ids + 1)) bytes. Reading a
+split briefly needs twice that (its batches, then the concatenated arrays).
+"""
+import dataclasses
+from typing import Dict, List, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx_bsl.public import tfxio
+
+from components import model as model_lib
+from components.features import LABEL_KEY
+
+# Rows per batch when a split is read through the Transform graph: the order
+# and the arrays do not depend on the training batch size.
+READ_BATCH_SIZE = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Transformed features ({input: [n]}) and labels [n] of some rows."""
+    features: Dict[str, np.ndarray]
+    labels: np.ndarray
+
+    def take(self, rows: np.ndarray) -> "Split":
+        return Split({name: value[rows] for name, value in self.features.items()},
+                     self.labels[rows])
+
+    def concat(self, other: "Split") -> "Split":
+        return Split({name: np.concatenate([value, other.features[name]])
+                      for name, value in self.features.items()},
+                     np.concatenate([self.labels, other.labels]))
+
+    def model_inputs(self) -> Dict[str, np.ndarray]:
+        return {name: value[:, None] for name, value in self.features.items()}
+
+
+def transformed_dataset(files: Sequence[str], data_accessor,
+                        tf_transform_output: tft.TFTransformOutput,
+                        label_key: str = LABEL_KEY) -> tf.data.Dataset:
+    """One pass over raw examples in file order: batches of (model inputs, label [batch, 1] float)."""
+    raw = data_accessor.tf_dataset_factory(
+        list(files),
+        tfxio.TensorFlowDatasetOptions(batch_size=READ_BATCH_SIZE, num_epochs=1, shuffle=False),
+        tf_transform_output.raw_metadata.schema)
+    layer = tf_transform_output.transform_features_layer()
+    names = model_lib.input_names(tf_transform_output, label_key)
+
+    # Converting the Transform layer's Python code with autograph costs seconds
+    # and buys nothing: it has no tensor-dependent Python control flow.
+    @tf.autograph.experimental.do_not_convert
+    def to_model_inputs(raw_features):
+        transformed = layer(raw_features)
+        label = tf.cast(tf.expand_dims(transformed[label_key], axis=-1), tf.float32)
+        return model_lib.as_model_inputs(transformed, names), label
+
+    return raw.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def read_split(files: Sequence[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
+               label_key: str = LABEL_KEY) -> Split:
+    """One pass of a split through the Transform graph, in file order, as numpy."""
+    features: Dict[str, List[np.ndarray]] = {}
+    labels = []
+    for inputs, label in transformed_dataset(files, data_accessor, tf_transform_output,
+                                             label_key):
+        for name, value in inputs.items():
+            features.setdefault(name, []).append(value.numpy()[:, 0])
+        labels.append(label.numpy()[:, 0])
+    return Split({name: np.concatenate(parts) for name, parts in features.items()},
+                 np.concatenate(labels).astype(np.int64))
