@@ -10,10 +10,10 @@ training runs on the transformed arrays in memory
 examples.
 
 Memory bound: both splits must fit in memory. A transformed row of the fraud
-model takes 124 bytes (25 float32 inputs, 2 int64 ids, the int64 label), and
+model takes 164 bytes (35 float32 inputs, 2 int64 ids, the int64 label), and
 training holds the training split, synthetic frauds included, once more as the
-tensors its batches are gathered from: about (2 x train + eval rows) x 124
-bytes, 0.25 GB per million training transactions.
+tensors its batches are gathered from: about (2 x train + eval rows) x 164
+bytes, 0.33 GB per million training transactions.
 
 Hyperparameters come from `fn_args.custom_config`, a
 `dataclasses.asdict(components.trainer_config.TrainerConfig)`.
