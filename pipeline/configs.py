@@ -27,11 +27,12 @@ class FeatureGenConfig:
 class EvalConfig:
     # Decision threshold on the served fraud probability at which precision and
     # recall are measured and blessed. That score is calibrated (prior-corrected
-    # for the class weights, components/export.py), so the threshold means the
-    # same under any weighting. The raw 0.5 of the default sqrt weights on the
-    # demo data (1.08% fraud in training) is sigmoid(logit(0.5) - ln(w1/w0)) =
-    # 0.095 on this scale; rounded to 0.1, it gave precision 0.46 and recall
-    # 0.51 there (0.45 and 0.51 at 0.095).
+    # for the class weights and synthetic frauds, components/export.py), so the
+    # threshold means the same under any weighting. The raw 0.5 of sqrt weights
+    # (the default before synthetic frauds) on the demo data (1.08% fraud in
+    # training) is sigmoid(logit(0.5) - ln(w1/w0)) = 0.095 on this scale;
+    # rounded to 0.1, it gave precision 0.46 and recall 0.51 there (0.45 and
+    # 0.51 at 0.095).
     threshold: float = 0.1
     # Lower bounds for blessing, on the whole eval split (slices are reported,
     # not gated: a rare category has too few frauds to judge).
