@@ -178,8 +178,8 @@ def _required_feature(x: tf.Tensor, name: str) -> Dict[str, tf.Tensor]:
         return {transformed_name(name): tf.cast(x, tf.float32)}
     period = CYCLIC_FEATURES[name]
     angle = tf.cast(x, tf.float32) * (2.0 * math.pi / period)
-    return {transformed_name(name + "_sin"): tf.sin(angle),
-            transformed_name(name + "_cos"): tf.cos(angle)}
+    sin_name, cos_name = output_names(name)
+    return {sin_name: tf.sin(angle), cos_name: tf.cos(angle)}
 
 
 def record_label_counts(label: tf.Tensor) -> None:
@@ -219,9 +219,7 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor],
     outputs = {}
     for name in selected_features((custom_config or {}).get("exclude_features", ())):
         if name in OPTIONAL_FEATURES:
-            value, missing = _optional(inputs[name], name)
-            outputs[transformed_name(name)] = value
-            outputs[missing_indicator_name(name)] = missing
+            outputs.update(zip(output_names(name), _optional(inputs[name], name)))
         else:
             outputs.update(_required_feature(_required(inputs[name], name), name))
     label = _required(inputs[LABEL_KEY], LABEL_KEY)

@@ -53,11 +53,9 @@ def served_features(client: RiskEngineClient, router: Router) -> List[str]:
     for label in labels:
         try:
             _, signatures = client.signature_defs(label=label)
-        except ScoringError:
+            needed.update(signatures[SERVING_RAW].inputs)
+        except (ScoringError, KeyError):  # not loaded yet, or no serving_raw
             return list(MODEL_FEATURES)
-        if SERVING_RAW not in signatures:
-            return list(MODEL_FEATURES)
-        needed.update(signatures[SERVING_RAW].inputs)
     return [name for name in MODEL_FEATURES if name in needed]
 
 
