@@ -190,7 +190,7 @@ def bench_size(args, size: int, work: str) -> dict:
 
 # --- report --------------------------------------------------------------------------------
 
-def _verdict(ok: bool) -> str:
+def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
@@ -215,7 +215,7 @@ def print_report(args, results) -> bool:
             ok = result["wall_s"] * 1_000_000 / result["size"] < TARGET_SECONDS_1M
             met &= ok
             print(f"  {result['size']:,}: {result['wall_s'] / 60:.1f} min, target "
-                  f"< {TARGET_SECONDS_1M // 60} min per 1 M transactions {_verdict(ok)}")
+                  f"< {TARGET_SECONDS_1M // 60} min per 1 M transactions {verdict(ok)}")
 
     print("\nquality on the eval split (same examples for both models)")
     print(f"{'transactions':>14} {'eval rows':>10} {'frauds':>7} {'DNN PR-AUC':>11} "
@@ -228,7 +228,7 @@ def print_report(args, results) -> bool:
         print(f"{result['size']:>14,} {q['eval_examples']:>10,} {q['eval_frauds']:>7} "
               f"{q['dnn']['pr_auc']:>11.3f} {tfma_pr:>7.3f} {q['baseline']['pr_auc']:>11.3f} "
               f"{gap:>+7.3f} {q['dnn']['roc_auc']:>8.3f} {q['baseline']['roc_auc']:>8.3f}  "
-              f"gap <= {MAX_PR_AUC_GAP} {_verdict(ok)}")
+              f"gap <= {MAX_PR_AUC_GAP} {verdict(ok)}")
     return met
 
 

@@ -19,6 +19,8 @@ from components.features import LABEL_KEY
 OUTPUT_LAYER = OUTPUT_KEY
 # A category with at most this many ids (OOV included) is one-hot encoded.
 ONE_HOT_MAX_BUCKETS = 4
+# The wide-and-deep model's MLP output, added to the wide path's logit.
+DEEP_LOGIT = "deep_logit"
 
 
 def categorical_inputs() -> List[str]:
@@ -85,7 +87,7 @@ def build_model(tf_transform_output: tft.TFTransformOutput, hidden_units: Sequen
         output = tf.keras.layers.Dense(1, activation="sigmoid", name=output_name)(x)
         return tf.keras.Model(inputs=inputs, outputs=output, name=name)
     logit = tf.keras.layers.Add(name="logit")([
-        tf.keras.layers.Dense(1, name="deep_logit")(x),
+        tf.keras.layers.Dense(1, name=DEEP_LOGIT)(x),
         tf.keras.layers.Dense(1, kernel_regularizer=regularizer, name="wide_logit")(features)])
     output = tf.keras.layers.Activation("sigmoid", name=output_name)(logit)
     return tf.keras.Model(inputs=inputs, outputs=output, name=name)

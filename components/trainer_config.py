@@ -47,6 +47,11 @@ class TrainerConfig:
     dropout: float = 0.0
     # A linear path from the inputs to the logit beside the MLP (wide and deep).
     wide: bool = False
+    # Credit, with `wide`: fit the linear path alone first (a logistic
+    # regression inside the network, to convergence), then the whole network
+    # from there with the deep path starting at zero; the deep path is kept
+    # only if it lowers the validation loss.
+    wide_first: bool = False
     # Credit: early stopping on the loss of a validation slice of the training
     # split after this many epochs without a better one (the best weights are
     # kept); 0 trains all `epochs`. With it, pruning

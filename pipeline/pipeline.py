@@ -16,6 +16,9 @@ the staged application table in place of FeatureGen, SchemaGen (infer on the
 first run) in place of ImportSchemaGen unless a schema is given, and the
 credit preprocessing_fn, run_fn and EvalConfig.
 
+StatisticsGen (components/statistics_gen/) describes a FeatureGen split of
+more than statistics.max_examples examples by a random sample of that many.
+
 AnomalyGate measures drift against the statistics the latest earlier run's gate
 passed, so a run stopped on drift never becomes the reference. On a first run
 there are none: TFX 1.16's LatestArtifactStrategy then finds nothing, its
@@ -39,6 +42,7 @@ from components.credit.table import (ALL_DIR, EVAL_DIR, STAGED_FILE, TRAIN_DIR, 
                                      transform_config)
 from components.feature_gen.component import FeatureGen
 from components.pusher.component import Pusher
+from components.statistics_gen.component import StatisticsGen
 from pipeline.configs import TASKS, PipelineConfig
 from pipeline.eval_config import build_credit_eval_config, build_eval_config
 from pipeline.schema_update import DEFAULT_SCHEMA_PATH
@@ -106,10 +110,12 @@ def _examples_and_schema(config: PipelineConfig, table: Optional[StagedTable]):
             eval_start_date=config.feature_gen.eval_start_date,
             eval_days=config.feature_gen.eval_days,
         ).with_id(FEATURE_GEN)
-    statistics_gen = tfx.components.StatisticsGen(
+    statistics_gen = StatisticsGen(
         examples=example_gen.outputs["examples"],
         # Fine quantiles: AnomalyGate's PSI interpolates within them.
         stats_options=tfdv.StatsOptions(num_quantiles_histogram_buckets=QUANTILES_BUCKETS),
+        # Only FeatureGen records its split sizes: credit tables are read whole.
+        max_examples=config.statistics.max_examples,
     ).with_id(STATISTICS_GEN)
     if config.task == "credit" and not config.schema_path:
         # Every column variable-length: any of a bank's columns may be missing

@@ -93,7 +93,7 @@ def label_rates(statistics_artifact, label: str = LABEL_FEATURE) -> Dict[str, fl
 
 
 def split_sizes(statistics_artifact) -> Dict[str, int]:
-    """Split -> number of examples, from StatisticsGen's output."""
+    """Split -> number of examples StatisticsGen described: a sampled split's sample size."""
     return {split: int(dataset.num_examples)
             for split, dataset in _split_statistics(statistics_artifact).items()}
 
@@ -163,6 +163,8 @@ def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list],
         summary.task = "credit"
     elif node == dag.STATISTICS_GEN and first("statistics") is not None:
         summary.fraud_rate = label_rates(first("statistics"), label)
+        # CsvExampleGen records no split sizes, so StatisticsGen read its splits
+        # whole; FeatureGen's (above) are the real ones, its splits may be sampled.
         if summary.task == "credit":
             summary.examples = split_sizes(first("statistics"))
     elif node == dag.SCHEMA_GEN and first("schema") is not None:

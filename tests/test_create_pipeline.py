@@ -15,7 +15,8 @@ CONFIG = PipelineConfig(
     beam_args=["--direct_num_workers=2"], enable_cache=False,
     feature_gen=FeatureGenConfig(eval_start_date="2026-02-01", eval_days=3),
     trainer=TrainerConfig(hidden_units=(8, 4), epochs=2, target_sparsity=0.7),
-    evaluation=EvalConfig(threshold=0.8, min_precision=0.3, min_recall=0.4, max_drop=0.02),
+    evaluation=EvalConfig(threshold=0.8, min_precision=0.3, min_recall=0.4, max_drop=0.02,
+                          slice_features=("merchant_category", "channel")),
     validation=ValidationConfig(drift_action="stop", psi_threshold=0.2,
                                 serving_statistics="/cfg/serving_stats.tfrecord"),
 )

@@ -12,7 +12,9 @@ and optional QAT, TensorBoard logs, seeded training; with what small tables
 need: L2 and dropout, and early stopping on the loss of a validation slice
 held out of the training split (VALIDATION_SHARE; the best weights kept; the
 eval split stays unseen until it is scored), after which pruning fine-tunes
-the trained network. Both splits go through the Transform graph once and
+the trained network. With `wide_first` (the credit default) the wide path is
+fitted alone first and the deep path is kept only if it lowers that loss
+(`_fit_dense`). Both splits go through the Transform graph once and
 training runs on the transformed arrays: an application table fits in memory,
 and re-running the Transform every epoch would cost more than the network.
 
@@ -85,6 +87,60 @@ def _fit(model, fit: Split, validation: Split, config: TrainerConfig, epochs: Tu
                      class_weight=class_weight, callbacks=callbacks, shuffle=True, verbose=2)
 
 
+def _dense_callbacks(board, config: TrainerConfig, monitor: str = "val_loss") -> list:
+    if not config.early_stopping_patience:
+        return [board]
+    return [board, tf.keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=config.early_stopping_patience, restore_best_weights=True)]
+
+
+def _fit_dense(model, strategy, fit: Split, validation: Split, config: TrainerConfig,
+               class_weight, board) -> int:
+    """Dense training to early stopping; returns the number of epochs run.
+
+    With `wide_first`, the wide path is fitted alone first, then the whole
+    network from there; the deep path is kept only if it lowers the
+    validation loss, else the model is the wide path's logistic regression.
+    """
+    if not (config.wide and config.wide_first):
+        return len(_fit(model, fit, validation, config, (0, config.epochs), class_weight,
+                        _dense_callbacks(board, config)).epoch)
+    with strategy.scope():
+        _set_deep_path_trainable(model, False)
+        model_lib.compile_model(model, config.learning_rate)
+    # The wide path alone is a convex problem regularised by its L2 term, as a
+    # logistic regression is: trained to convergence of the training loss, not
+    # stopped early on the small validation slice's noise.
+    wide = _fit(model, fit, validation, config, (0, config.epochs), class_weight,
+                _dense_callbacks(board, config, monitor="loss"))
+    # Per layer: the order of model.get_weights() changes with the trainable flags.
+    wide_weights = {layer.name: layer.get_weights() for layer in model.layers}
+    with strategy.scope():
+        _set_deep_path_trainable(model, True)
+        model_lib.compile_model(model, config.learning_rate)
+    epoch = len(wide.epoch)
+    both = _fit(model, fit, validation, config, (epoch, epoch + config.epochs), class_weight,
+                _dense_callbacks(board, config))
+    if min(both.history["val_loss"]) >= min(wide.history["val_loss"]):
+        for layer in model.layers:
+            layer.set_weights(wide_weights[layer.name])
+    return epoch + len(both.epoch)
+
+
+def _set_deep_path_trainable(model: tf.keras.Model, trainable: bool) -> None:
+    """Freezes (or thaws) the hidden layers and the deep logit; frozen, the deep logit is zeroed.
+
+    With the deep logit at zero the network is its wide path alone, a logistic
+    regression on the encoded inputs.
+    """
+    for layer in model.layers:
+        if layer.name.startswith("hidden_") or layer.name == model_lib.DEEP_LOGIT:
+            layer.trainable = trainable
+    if not trainable:
+        deep_logit = model.get_layer(model_lib.DEEP_LOGIT)
+        deep_logit.set_weights([np.zeros_like(w) for w in deep_logit.get_weights()])
+
+
 def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, train: Split,
            class_weight) -> Tuple[tf.keras.Model, object]:
     """Dense training with early stopping, then pruning and QAT as fine-tuning phases."""
@@ -95,13 +151,7 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, train: 
     with strategy.scope():
         model = _model(tf_transform_output, config, columns)
         model_lib.compile_model(model, config.learning_rate)
-    callbacks = [board]
-    if config.early_stopping_patience:
-        callbacks.append(tf.keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience,
-            restore_best_weights=True))
-    epoch = len(_fit(model, fit, validation, config, (0, config.epochs), class_weight,
-                     callbacks).epoch)
+    epoch = _fit_dense(model, strategy, fit, validation, config, class_weight, board)
     plan = None
     if config.target_sparsity > 0:
         plan = compression.pruning_plan(steps * config.pruning_epochs, config.target_sparsity,

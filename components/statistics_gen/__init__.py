@@ -1,0 +1,1 @@
+"""StatisticsGen: TFX's StatisticsGen on a random sample of at most `max_examples` per split."""

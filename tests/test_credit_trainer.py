@@ -1,0 +1,128 @@
+"""The credit Trainer's wide-first training: the wide path alone first, the deep path kept only if it helps."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import model as model_lib
+from components.credit import trainer as credit_trainer
+from components.transformed_arrays import Split
+from pipeline.configs import CREDIT_TRAINER
+
+LABEL = "bad"
+NUMERIC = ("income_xf", "utilisation_xf")
+
+
+class _TransformOutput:
+    """What build_model reads of a TFTransformOutput: two numeric inputs and the label."""
+
+    def transformed_feature_spec(self):
+        return {name: tf.io.FixedLenFeature([], tf.float32) for name in NUMERIC + (LABEL,)}
+
+
+def _model():
+    return model_lib.build_model(_TransformOutput(), (4,), 2, categorical=(), label_key=LABEL,
+                                 wide=True, name="credit")
+
+
+def _split(rows: int, seed: int) -> Split:
+    rng = np.random.default_rng(seed)
+    features = {name: rng.normal(size=rows).astype(np.float32) for name in NUMERIC}
+    logit = 1.5 * features["income_xf"] - features["utilisation_xf"]
+    labels = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    return Split(features, labels)
+
+
+def _layer_weights(model):
+    return {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers}
+
+
+def _same(left, right) -> bool:
+    return all(np.array_equal(a, b) for a, b in zip(left, right))
+
+
+def test_a_frozen_deep_path_leaves_a_logistic_regression():
+    model = _model()
+    credit_trainer._set_deep_path_trainable(model, False)
+    inputs = {name: np.array([[0.5], [-1.0]], np.float32) for name in NUMERIC}
+    kernel, bias = model.get_layer("wide_logit").get_weights()
+    stacked = np.hstack([inputs[name] for name in sorted(NUMERIC)])
+    expected = 1 / (1 + np.exp(-(stacked @ kernel + bias)))
+    np.testing.assert_allclose(model.predict(inputs, verbose=0), expected, rtol=1e-5)
+    assert not any(layer.trainable for layer in model.layers
+                   if layer.name.startswith("hidden_") or layer.name == model_lib.DEEP_LOGIT)
+
+
+@pytest.fixture
+def config():
+    return dataclasses.replace(CREDIT_TRAINER, epochs=3, early_stopping_patience=1,
+                               wide_first=True, seed=0)
+
+
+def _train(model, config, tmp_path):
+    strategy = tf.distribute.get_strategy()
+    model_lib.compile_model(model, config.learning_rate)
+    board = tf.keras.callbacks.TensorBoard(log_dir=str(tmp_path))
+    return credit_trainer._fit_dense(model, strategy, _split(400, 0), _split(100, 1), config,
+                                     None, board)
+
+
+def test_the_wide_phase_trains_only_the_wide_path(config, tmp_path, monkeypatch):
+    model = _model()
+    before = _layer_weights(model)
+    fit = credit_trainer._fit
+    calls = []
+
+    def wide_phase_only(model, *args, **kwargs):
+        calls.append(_layer_weights(model))
+        if len(calls) == 2:  # the whole network's phase: record its start and skip it
+            raise StopIteration
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(credit_trainer, "_fit", wide_phase_only)
+    with pytest.raises(StopIteration):
+        _train(model, config, tmp_path)
+    after_wide = calls[1]
+    assert not _same(before["wide_logit"], after_wide["wide_logit"])
+    assert _same(before["hidden_0"], after_wide["hidden_0"])
+    assert all(not w.any() for w in after_wide[model_lib.DEEP_LOGIT])
+
+
+def test_the_deep_path_is_dropped_when_it_does_not_lower_the_validation_loss(
+        config, tmp_path, monkeypatch):
+    fit = credit_trainer._fit
+    phases = []
+
+    def worse_deep_phase(model, *args, **kwargs):
+        history = fit(model, *args, **kwargs)
+        phases.append(_layer_weights(model))
+        if len(phases) == 2:
+            history.history["val_loss"] = [np.inf]
+        return history
+
+    monkeypatch.setattr(credit_trainer, "_fit", worse_deep_phase)
+    model = _model()
+    _train(model, config, tmp_path)
+    kept = _layer_weights(model)
+    assert all(_same(kept[name], phases[0][name]) for name in kept)
+    assert not all(_same(phases[1][name], phases[0][name]) for name in kept)
+
+
+def test_the_deep_path_is_kept_when_it_lowers_the_validation_loss(config, tmp_path,
+                                                                   monkeypatch):
+    fit = credit_trainer._fit
+    phases = []
+
+    def better_deep_phase(model, *args, **kwargs):
+        history = fit(model, *args, **kwargs)
+        phases.append(_layer_weights(model))
+        if len(phases) == 2:
+            history.history["val_loss"] = [-np.inf]
+        return history
+
+    monkeypatch.setattr(credit_trainer, "_fit", better_deep_phase)
+    model = _model()
+    _train(model, config, tmp_path)
+    kept = _layer_weights(model)
+    assert all(_same(kept[name], phases[1][name]) for name in kept)
