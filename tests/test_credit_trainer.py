@@ -89,40 +89,23 @@ def test_the_wide_phase_trains_only_the_wide_path(config, tmp_path, monkeypatch)
     assert all(not w.any() for w in after_wide[model_lib.DEEP_LOGIT])
 
 
-def test_the_deep_path_is_dropped_when_it_does_not_lower_the_validation_loss(
-        config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("deep_val_loss, kept_phase", [(np.inf, 0), (-np.inf, 1)],
+                         ids=["dropped-when-no-better", "kept-when-better"])
+def test_the_deep_path_is_kept_only_if_it_lowers_the_validation_loss(
+        deep_val_loss, kept_phase, config, tmp_path, monkeypatch):
     fit = credit_trainer._fit
     phases = []
 
-    def worse_deep_phase(model, *args, **kwargs):
+    def deep_phase_scored(model, *args, **kwargs):
         history = fit(model, *args, **kwargs)
         phases.append(_layer_weights(model))
         if len(phases) == 2:
-            history.history["val_loss"] = [np.inf]
+            history.history["val_loss"] = [deep_val_loss]
         return history
 
-    monkeypatch.setattr(credit_trainer, "_fit", worse_deep_phase)
+    monkeypatch.setattr(credit_trainer, "_fit", deep_phase_scored)
     model = _model()
     _train(model, config, tmp_path)
     kept = _layer_weights(model)
-    assert all(_same(kept[name], phases[0][name]) for name in kept)
+    assert all(_same(kept[name], phases[kept_phase][name]) for name in kept)
     assert not all(_same(phases[1][name], phases[0][name]) for name in kept)
-
-
-def test_the_deep_path_is_kept_when_it_lowers_the_validation_loss(config, tmp_path,
-                                                                   monkeypatch):
-    fit = credit_trainer._fit
-    phases = []
-
-    def better_deep_phase(model, *args, **kwargs):
-        history = fit(model, *args, **kwargs)
-        phases.append(_layer_weights(model))
-        if len(phases) == 2:
-            history.history["val_loss"] = [-np.inf]
-        return history
-
-    monkeypatch.setattr(credit_trainer, "_fit", better_deep_phase)
-    model = _model()
-    _train(model, config, tmp_path)
-    kept = _layer_weights(model)
-    assert all(_same(kept[name], phases[1][name]) for name in kept)
