@@ -1,7 +1,8 @@
 """Feature selection benchmark: the fraud model with every feature, then with those worth little dropped.
 
     .venv/bin/python benchmarks/feature_selection.py [--transactions 1000000]
-        [--min-value-share 0.02[,0.01...]] [--work-dir DIR]
+        [--min-value-share 0.02[,0.01...]] [--exclude FEATURE,FEATURE... ...]
+        [--training-seed 0] [--work-dir DIR]
 
 1. `riskpipe generate` simulates the transactions (kept in DIR/data and
    reused when the same ones are there).
@@ -10,8 +11,11 @@
 3. For each --min-value-share, `riskpipe select-features` turns the table into
    `features.exclude` (value share below it), and `riskpipe run --config`
    trains again in the same pipeline root: FeatureGen and the statistics come from the cache,
-   Transform, Trainer, Evaluator and Pusher run with the selection. A last
-   `riskpipe report` measures the new versions' serving cost.
+   Transform, Trainer, Evaluator and Pusher run with the selection. Each
+   --exclude list (a selection read off the feature table by hand) trains
+   the same way. Every run is seeded alike (--training-seed), so runs differ
+   only by their features. A last `riskpipe report` measures the new
+   versions' serving cost.
 4. For each version, on the same eval transactions: the number of model
    features; the online feature cost (OnlineFeatureBuilder with the version's
    features, microseconds per transaction over the first raw transactions,
@@ -69,9 +73,29 @@ def parse_args(argv=None):
                         help="exclude features whose value share is below this; a comma-"
                              "separated list trains one selection per share (default: 0.02, "
                              "the report's cut threshold)")
+    parser.add_argument("--exclude", type=_names, action="append", default=[],
+                        metavar="FEATURES",
+                        help="a selection made by hand from the feature table: a comma-"
+                             "separated list of features to exclude; repeatable, each trains "
+                             "one selection beside the --min-value-share ones")
+    parser.add_argument("--training-seed", type=int, default=0,
+                        help="trainer.seed of every run, so that runs differ only by their "
+                             "features")
     parser.add_argument("--work-dir", help="data, pipeline root and reports (default: a new "
                                            "temporary directory, kept)")
     return parser.parse_args(argv)
+
+
+def _names(text: str) -> list:
+    return sorted(part.strip() for part in text.split(",") if part.strip())
+
+
+def _write_yaml(path: str, config: dict) -> str:
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f)
+    return path
 
 
 def _riskpipe(*args: str) -> None:
@@ -150,21 +174,21 @@ def measure_versions(report: dict, root: str, serving_root: str, data: str) -> l
 
 def print_table(rows, selections) -> None:
     """The table, then the target's verdict for each selection against all features."""
-    head = ("version", "excluded below share", "model features", "online us/txn",
+    head = ("version", "selection", "model features", "online us/txn",
             "request bytes", "server CPU ms/txn", "PR-AUC", "ROC-AUC", "KS", "recall@1%FPR")
     print("\n| " + " | ".join(head) + " |")
-    for row, (share, _) in zip(rows, [(None, [])] + selections):
-        print(f"| {row['version']} | {'-' if share is None else share} | {row['features']} | "
+    for row, (rule, _) in zip(rows, [("all features", [])] + selections):
+        print(f"| {row['version']} | {rule} | {row['features']} | "
               f"{row['online_us']:.1f} | {row['request_bytes']:.0f} | {row['server_cpu_ms']:.3f} | "
               f"{row['pr_auc']:.4f} | {row['roc_auc']:.4f} | {row['ks']:.4f} | "
               f"{row['recall_at_1pct_fpr']:.4f} |")
     before = rows[0]
-    for after, (share, excluded) in zip(rows[1:], selections):
+    for after, (rule, excluded) in zip(rows[1:], selections):
         cut = 1 - after["features"] / before["features"]
         loss = before["pr_auc"] - after["pr_auc"]
         met = (cut >= MIN_FEATURE_CUT and loss <= MAX_PR_AUC_LOSS
                and after["online_us"] < before["online_us"])
-        print(f"\nvalue share < {share}: excluded ({len(excluded)}) {', '.join(excluded)}")
+        print(f"\n{rule}: excluded ({len(excluded)}) {', '.join(excluded)}")
         print(f"  features cut {cut:.0%} (target >= {MIN_FEATURE_CUT:.0%}), PR-AUC loss "
               f"{loss:+.4f} (target <= {MAX_PR_AUC_LOSS}), online cost {after['online_us']:.1f} "
               f"vs {before['online_us']:.1f} us/txn: {'MET' if met else 'NOT MET'}")
@@ -176,18 +200,28 @@ def main(argv=None) -> int:
     data, root = os.path.join(work, "data"), os.path.join(work, "pipeline")
     serving = os.path.join(work, "serving")
     _generate(args, data)
-    _riskpipe("run", "--data", data, "--pipeline-root", root, "--serving-root", serving)
+    base = _write_yaml(os.path.join(work, "seed.yaml"), {"trainer": {"seed": args.training_seed}})
+    _riskpipe("run", "--data", data, "--pipeline-root", root, "--serving-root", serving,
+              "--config", base)
     first_report = os.path.join(work, "report_all_features.json")
     first = _report(root, first_report)
     selections = []
     for share in args.min_value_share:
         selected = os.path.join(work, f"selected_{share}.yaml")
         _riskpipe("select-features", "--report", first_report, "--min-value-share", str(share),
-                  "--out", selected)
+                  "--config", base, "--out", selected)
         _riskpipe("run", "--data", data, "--pipeline-root", root, "--serving-root", serving,
                   "--config", selected)
-        selections.append((share, sorted(row["name"] for row in first["features"]
-                                         if row["value_share"] < share)))
+        selections.append((f"value share < {share}",
+                           sorted(row["name"] for row in first["features"]
+                                  if row["value_share"] < share)))
+    for i, excluded in enumerate(args.exclude):
+        selected = _write_yaml(os.path.join(work, f"selected_by_hand_{i}.yaml"),
+                               {"trainer": {"seed": args.training_seed},
+                                "features": {"exclude": excluded}})
+        _riskpipe("run", "--data", data, "--pipeline-root", root, "--serving-root", serving,
+                  "--config", selected)
+        selections.append(("by hand", excluded))
     last = _report(root, os.path.join(work, "report_selected.json"))
     if len(last["models"]) < 1 + len(selections):
         print("a run with selected features pushed no model (not blessed): see "

@@ -58,4 +58,15 @@ def evaluation_lines(summary, blessing: CreditBlessing) -> List[str]:
         lines += decile_lines(report["deciles"])
     if report.get("score_psi") is not None:
         lines.append(f"score PSI, train vs eval: {report['score_psi']:.4f}")
+    if report.get("wide_first"):
+        lines.append(wide_first_line(report["wide_first"]))
     return lines
+
+
+def wide_first_line(record: dict) -> str:
+    """Which network the wide-first training kept, and the validation losses that decided it."""
+    losses = record["validation_loss"]
+    kept = ("the whole network (its deep path lowered" if record["deep_path_kept"]
+            else "the wide path alone, a logistic regression (its deep path did not lower")
+    return (f"network: {kept} the validation loss: {losses['whole_network']:.4f} with it, "
+            f"{losses['wide_path']:.4f} without)")

@@ -103,7 +103,8 @@ def test_run_blesses_pushes_and_summarizes(credit_run, version_dir):
     root, result = credit_run
     assert "BLESSED" in result.stdout
     for expected in ("logistic_regression", "gradient_boosting", "KS by score decile",
-                     "score PSI, train vs eval", "application_date", "log1p+standardise"):
+                     "score PSI, train vs eval", "application_date", "log1p+standardise",
+                     "network: "):
         assert expected in result.stdout
     assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
     png = root / "pipeline" / "roc_ks.png"

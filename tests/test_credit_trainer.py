@@ -8,6 +8,7 @@ import tensorflow as tf
 from components import model as model_lib
 from components.credit import trainer as credit_trainer
 from components.transformed_arrays import Split
+from pipeline import credit_summary
 from pipeline.configs import CREDIT_TRAINER
 
 LABEL = "bad"
@@ -105,7 +106,25 @@ def test_the_deep_path_is_kept_only_if_it_lowers_the_validation_loss(
 
     monkeypatch.setattr(credit_trainer, "_fit", deep_phase_scored)
     model = _model()
-    _train(model, config, tmp_path)
+    _, record = _train(model, config, tmp_path)
     kept = _layer_weights(model)
     assert all(_same(kept[name], phases[kept_phase][name]) for name in kept)
     assert not all(_same(phases[1][name], phases[0][name]) for name in kept)
+    assert record["deep_path_kept"] == (kept_phase == 1)
+    assert record["validation_loss"]["whole_network"] == deep_val_loss
+
+
+def test_without_wide_first_there_is_no_record(config, tmp_path):
+    epochs, record = _train(_model(), dataclasses.replace(config, wide_first=False), tmp_path)
+    assert record is None and 1 <= epochs <= config.epochs
+
+
+@pytest.mark.parametrize("kept, whole_network, expected", [
+    (True, 0.4, "network: the whole network (its deep path lowered the validation loss: "
+                "0.4000 with it, 0.5000 without)"),
+    (False, 0.6, "network: the wide path alone, a logistic regression (its deep path did not "
+                 "lower the validation loss: 0.6000 with it, 0.5000 without)")])
+def test_the_run_summary_says_which_network_was_kept(kept, whole_network, expected):
+    record = {"deep_path_kept": kept,
+              "validation_loss": {"wide_path": 0.5, "whole_network": whole_network}}
+    assert credit_summary.wide_first_line(record) == expected

@@ -23,11 +23,12 @@ model_run directory: on the eval split, the DNN's quality, KS table by score
 decile, ROC and KS curve points and the PSI of its score between train and
 eval, and the same quality for the logistic-regression and gradient-boosted
 baselines fitted on the same transformed training split, so that the report
-shows all three on equal terms. The Evaluator's TFMA figures remain the ones
-that bless.
+shows all three on equal terms; and, when the network trained wide first,
+whether it kept its deep path, with the two validation losses that decided
+it. The Evaluator's TFMA figures remain the ones that bless.
 """
 import math
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -95,16 +96,17 @@ def _dense_callbacks(board, config: TrainerConfig, monitor: str = "val_loss") ->
 
 
 def _fit_dense(model, strategy, fit: Split, validation: Split, config: TrainerConfig,
-               class_weight, board) -> int:
-    """Dense training to early stopping; returns the number of epochs run.
+               class_weight, board) -> Tuple[int, Optional[dict]]:
+    """Dense training to early stopping: (epochs run, the wide-first record or None).
 
     With `wide_first`, the wide path is fitted alone first, then the whole
     network from there; the deep path is kept only if it lowers the
     validation loss, else the model is the wide path's logistic regression.
+    The record says which, with both validation losses.
     """
     if not (config.wide and config.wide_first):
         return len(_fit(model, fit, validation, config, (0, config.epochs), class_weight,
-                        _dense_callbacks(board, config)).epoch)
+                        _dense_callbacks(board, config)).epoch), None
     with strategy.scope():
         _set_deep_path_trainable(model, False)
         model_lib.compile_model(model, config.learning_rate)
@@ -121,10 +123,14 @@ def _fit_dense(model, strategy, fit: Split, validation: Split, config: TrainerCo
     epoch = len(wide.epoch)
     both = _fit(model, fit, validation, config, (epoch, epoch + config.epochs), class_weight,
                 _dense_callbacks(board, config))
-    if min(both.history["val_loss"]) >= min(wide.history["val_loss"]):
+    losses = {"wide_path": float(min(wide.history["val_loss"])),
+              "whole_network": float(min(both.history["val_loss"]))}
+    deep_path_kept = losses["whole_network"] < losses["wide_path"]
+    if not deep_path_kept:
         for layer in model.layers:
             layer.set_weights(wide_weights[layer.name])
-    return epoch + len(both.epoch)
+    return epoch + len(both.epoch), {"deep_path_kept": deep_path_kept,
+                                     "validation_loss": losses}
 
 
 def _set_deep_path_trainable(model: tf.keras.Model, trainable: bool) -> None:
@@ -142,8 +148,11 @@ def _set_deep_path_trainable(model: tf.keras.Model, trainable: bool) -> None:
 
 
 def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, train: Split,
-           class_weight) -> Tuple[tf.keras.Model, object]:
-    """Dense training with early stopping, then pruning and QAT as fine-tuning phases."""
+           class_weight) -> Tuple[tf.keras.Model, object, Optional[dict]]:
+    """Dense training with early stopping, then pruning and QAT as fine-tuning phases.
+
+    Returns (model, pruning plan or None, the wide-first record or None).
+    """
     fit, validation = hold_out(train, config.seed or 0)
     steps = math.ceil(len(fit.labels) / config.batch_size)
     board = tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)
@@ -151,7 +160,8 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, train: 
     with strategy.scope():
         model = _model(tf_transform_output, config, columns)
         model_lib.compile_model(model, config.learning_rate)
-    epoch = _fit_dense(model, strategy, fit, validation, config, class_weight, board)
+    epoch, wide_first = _fit_dense(model, strategy, fit, validation, config, class_weight,
+                                   board)
     plan = None
     if config.target_sparsity > 0:
         plan = compression.pruning_plan(steps * config.pruning_epochs, config.target_sparsity,
@@ -172,7 +182,7 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, train: 
                                     config.learning_rate * fraud_trainer.QAT_LEARNING_RATE_SCALE)
         _fit(model, fit, validation, config, (epoch, epoch + config.qat_epochs), class_weight,
              [board])
-    return model, plan
+    return model, plan, wide_first
 
 
 def _scores(model: tf.keras.Model, features: Dict[str, np.ndarray], shift: float) -> np.ndarray:
@@ -183,7 +193,8 @@ def _scores(model: tf.keras.Model, features: Dict[str, np.ndarray], shift: float
 
 
 def evaluation_report(labels: np.ndarray, scores: np.ndarray, train_scores: np.ndarray,
-                      baseline_results: Dict[str, dict]) -> dict:
+                      baseline_results: Dict[str, dict],
+                      wide_first: Optional[dict] = None) -> dict:
     """What credit_evaluation.json holds (see the module docstring)."""
     return {
         "eval_examples": int(len(labels)),
@@ -195,6 +206,7 @@ def evaluation_report(labels: np.ndarray, scores: np.ndarray, train_scores: np.n
                    **{name: metrics.curve_points(labels, result["eval_scores"])
                       for name, result in baseline_results.items()}},
         "score_psi": quantile_psi(train_scores, scores),
+        "wide_first": wide_first,
     }
 
 
@@ -212,14 +224,16 @@ def run_fn(fn_args) -> None:
     shift = fraud_trainer.logit_shift(counts, class_weight)
     train = _arrays(fn_args.train_files, fn_args, tf_transform_output, columns)
     evaluation = _arrays(fn_args.eval_files, fn_args, tf_transform_output, columns)
-    model, plan = _train(fn_args, tf_transform_output, config, columns, train, class_weight)
+    model, plan, wide_first = _train(fn_args, tf_transform_output, config, columns, train,
+                                     class_weight)
 
     baseline_results = baselines.fit_baselines(
         train.features, train.labels, evaluation.features, evaluation.labels,
         categorical=[transformed_name(name) for name in columns["categorical"]],
         seed=config.seed or 0)
     report = evaluation_report(evaluation.labels, _scores(model, evaluation.features, shift),
-                               _scores(model, train.features, shift), baseline_results)
+                               _scores(model, train.features, shift), baseline_results,
+                               wide_first)
     fraud_trainer.write_json(fn_args.model_run_dir, EVALUATION_FILE, report)
     fraud_trainer.write_reports(fn_args.model_run_dir, config, model, plan, counts, class_weight)
 
