@@ -128,3 +128,13 @@ def test_the_run_summary_says_which_network_was_kept(kept, whole_network, expect
     record = {"deep_path_kept": kept,
               "validation_loss": {"wide_path": 0.5, "whole_network": whole_network}}
     assert credit_summary.wide_first_line(record) == expected
+
+
+@pytest.mark.parametrize("monitor, patience, expected", [
+    ("loss", 8, 0.7), ("val_loss", 8, 0.4), ("loss", 0, 0.45)])
+def test_the_kept_validation_loss_is_that_of_the_restored_epoch(monitor, patience, expected):
+    class History:
+        history = {"loss": [3.0, 1.0, 2.0, 2.5], "val_loss": [0.5, 0.7, 0.4, 0.45]}
+
+    config = dataclasses.replace(CREDIT_TRAINER, early_stopping_patience=patience)
+    assert credit_trainer._kept_validation_loss(History, monitor, config) == expected

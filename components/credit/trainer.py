@@ -123,14 +123,25 @@ def _fit_dense(model, strategy, fit: Split, validation: Split, config: TrainerCo
     epoch = len(wide.epoch)
     both = _fit(model, fit, validation, config, (epoch, epoch + config.epochs), class_weight,
                 _dense_callbacks(board, config))
-    losses = {"wide_path": float(min(wide.history["val_loss"])),
-              "whole_network": float(min(both.history["val_loss"]))}
+    losses = {"wide_path": _kept_validation_loss(wide, "loss", config),
+              "whole_network": _kept_validation_loss(both, "val_loss", config)}
     deep_path_kept = losses["whole_network"] < losses["wide_path"]
     if not deep_path_kept:
         for layer in model.layers:
             layer.set_weights(wide_weights[layer.name])
     return epoch + len(both.epoch), {"deep_path_kept": deep_path_kept,
                                      "validation_loss": losses}
+
+
+def _kept_validation_loss(history, monitor: str, config: TrainerConfig) -> float:
+    """The validation loss of the weights a phase ended with.
+
+    Early stopping restores the epoch where `monitor` was lowest; without it
+    the last epoch's weights stay.
+    """
+    losses = history.history
+    epoch = int(np.argmin(losses[monitor])) if config.early_stopping_patience else -1
+    return float(losses["val_loss"][epoch])
 
 
 def _set_deep_path_trainable(model: tf.keras.Model, trainable: bool) -> None:
