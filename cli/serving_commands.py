@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def _register_serve(subparsers) -> None:
-    from serving.options import ServerOptions
+    from serving.options import DEFAULT_MODEL_CALL_PATH, MODEL_CALL_PATHS, ServerOptions
     defaults = ServerOptions()
     parser = subparsers.add_parser(
         "serve", help="run the TF-Serving-compatible gRPC model server",
@@ -85,6 +85,10 @@ def _register_serve(subparsers) -> None:
     add("--feature_stats_sample_every", type=int, default=defaults.feature_stats_sample_every,
         help="export input feature statistics from every Nth transaction a version answers; "
              "1 reads every one, at ~20%% more CPU per transaction (riskpipe; default: 100)")
+    add("--model_call_path", choices=MODEL_CALL_PATHS, default=DEFAULT_MODEL_CALL_PATH,
+        help="how a model version is called: a graph-mode session callable run in the "
+             "request's thread, the cheapest measured, or tf.saved_model.load's concrete "
+             "functions (riskpipe; default: session)")
     parser.set_defaults(func=_serve)
 
 
@@ -119,7 +123,7 @@ def _serve(args) -> int:
     from serving.server import ModelServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = ModelServer(_options(args))
+    server = ModelServer(_options(args), model_call_path=args.model_call_path)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -6,6 +6,15 @@ from common.errors import UsageError
 from common.serving_contract import MAX_MESSAGE_BYTES
 
 
+# How a model version's signatures are called (serving/servable.py explains
+# both and why "session" is the default); here so that the CLI can offer the
+# choice without importing TensorFlow.
+SESSION = "session"
+TF2_FUNCTION = "tf2_function"
+MODEL_CALL_PATHS = (SESSION, TF2_FUNCTION)
+DEFAULT_MODEL_CALL_PATH = SESSION
+
+
 @dataclasses.dataclass
 class ServerOptions:
     port: int = 8500

@@ -47,13 +47,10 @@ from tensorflow.python.saved_model import constants as saved_model_constants
 from common import serving_contract as contract
 from serving import errors
 from serving.metrics import ServingMetrics
+from serving.options import DEFAULT_MODEL_CALL_PATH, MODEL_CALL_PATHS, SESSION, TF2_FUNCTION
 
 LOG = logging.getLogger(__name__)
 
-SESSION = "session"
-TF2_FUNCTION = "tf2_function"
-MODEL_CALL_PATHS = (SESSION, TF2_FUNCTION)
-DEFAULT_MODEL_CALL_PATH = SESSION
 
 # Keys of saved_model.pb's signature map that are no signature a client can call
 # (tf.saved_model.load leaves them out of `signatures` too).

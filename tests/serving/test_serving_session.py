@@ -291,3 +291,15 @@ def test_the_server_serves_the_call_path_it_is_built_with(tiny_model_dir, tmp_pa
     samples = stage_times.samples()
     assert set(STAGES) == set(samples)
     assert all(len(samples[stage]) == 1 for stage in samples)
+
+
+def test_riskpipe_serve_takes_the_call_path_as_a_flag(capsys):
+    from cli.main import build_parser  # pylint: disable=import-outside-toplevel
+
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).model_call_path == servables.SESSION
+    args = parser.parse_args(["serve", "--model_call_path", servables.TF2_FUNCTION])
+    assert args.model_call_path == servables.TF2_FUNCTION
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--model_call_path", "eager"])
+    assert "invalid choice: 'eager'" in capsys.readouterr().err
