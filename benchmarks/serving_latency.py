@@ -10,7 +10,7 @@ Side by side, on loopback with TLS (certificates from `riskpipe certs`):
   riskpipe     `riskpipe serve`, without --enable_batching, and with it in two
                configurations, each sized to one of the loads (BATCHING); each
                once on the session call path (riskpipe serve's default, "after")
-               and once with ModelServer(model_call_path="tf2_function", the
+               and once with --model_call_path=tf2_function (the
                path before it, "before")
 For each: p50/p99 for one transaction per request at concurrency 1, and
 throughput (transactions/s) and p99 with 8 concurrent clients sending 1 and 64
@@ -259,36 +259,35 @@ def wait_for_port_file(path: str, process, timeout: float = 120) -> int:
     raise RuntimeError("server did not start")
 
 
-def run_riskpipe_server(call_path: str, stage_file: str, serve_args) -> int:
-    """`riskpipe serve SERVE_ARGS` in this process, its ModelServer built with
-    model_call_path=call_path and, with a stage_file, stage timers written there on exit."""
+def run_riskpipe_server(stage_file: str, serve_args) -> int:
+    """`riskpipe serve SERVE_ARGS` in this process, with stage timers written to
+    stage_file on exit."""
     from cli import main as cli_main
     from serving import server as server_module
     from serving.stage_timing import StageTimes
 
-    stage_times = StageTimes() if stage_file else None
-    server_module.ModelServer = functools.partial(
-        server_module.ModelServer, model_call_path=call_path, stage_times=stage_times)
+    stage_times = StageTimes()
+    server_module.ModelServer = functools.partial(server_module.ModelServer,
+                                                  stage_times=stage_times)
     code = cli_main.main(["serve", *serve_args])
-    if stage_times is not None:
-        stage_times.write_json(stage_file)
+    stage_times.write_json(stage_file)
     return code
 
 
 def start_riskpipe(base_path: str, ssl_config: str, batching_file: str,
                    call_path: str = AFTER, stage_file: str = ""):
-    """`riskpipe serve` itself on the default (session) path; through
-    run_riskpipe_server for another call path or for stage timers."""
+    """`riskpipe serve --model_call_path CALL_PATH`; through run_riskpipe_server
+    for stage timers."""
     serve_args = ["--port=0", "--bind_address=127.0.0.1", "--model_name=fraud",
                   f"--model_base_path={base_path}", f"--ssl_config_file={ssl_config}",
-                  "--file_system_poll_wait_seconds=60"]
+                  "--file_system_poll_wait_seconds=60", f"--model_call_path={call_path}"]
     if batching_file:
         serve_args += ["--enable_batching=true", f"--batching_parameters_file={batching_file}"]
-    if call_path == AFTER and not stage_file:
+    if not stage_file:
         command = [sys.executable, "-m", "cli.main", "serve", *serve_args]
     else:
         command = [sys.executable, os.path.abspath(__file__), "--run-riskpipe-server",
-                   call_path, stage_file or "-", "--", *serve_args]
+                   stage_file, "--", *serve_args]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     port = int(process.stdout.readline().split("gRPC on port ")[1].split(",")[0])
@@ -482,17 +481,14 @@ def main(argv=None) -> int:
                         help="requests per measurement (default: 2000)")
     parser.add_argument("--run-noop-server", nargs=3, metavar=("PORT_FILE", "SSL_CONFIG", "KIND"),
                         help=argparse.SUPPRESS)
-    parser.add_argument("--run-riskpipe-server", nargs=2, metavar=("CALL_PATH", "STAGE_FILE"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--run-riskpipe-server", metavar="STAGE_FILE", help=argparse.SUPPRESS)
     parser.add_argument("serve_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_noop_server:
         run_noop_server(*args.run_noop_server)
         return 0
     if args.run_riskpipe_server:
-        call_path, stage_file = args.run_riskpipe_server
-        return run_riskpipe_server(call_path, "" if stage_file == "-" else stage_file,
-                                   args.serve_args)
+        return run_riskpipe_server(args.run_riskpipe_server, args.serve_args)
 
     from serving import certs, tls
     workdir = tempfile.mkdtemp(prefix="serving-latency-")
