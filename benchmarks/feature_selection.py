@@ -42,7 +42,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from measure import riskpipe_command  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
+from measure import riskpipe_command, write_yaml  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
 from common import runtime  # noqa: E402  # before TensorFlow is imported
 
 runtime.use_keras_2()
@@ -88,14 +88,6 @@ def parse_args(argv=None):
 
 def _names(text: str) -> list:
     return sorted(part.strip() for part in text.split(",") if part.strip())
-
-
-def _write_yaml(path: str, config: dict) -> str:
-    import yaml  # pylint: disable=import-outside-toplevel
-
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f)
-    return path
 
 
 def _riskpipe(*args: str) -> None:
@@ -200,7 +192,8 @@ def main(argv=None) -> int:
     data, root = os.path.join(work, "data"), os.path.join(work, "pipeline")
     serving = os.path.join(work, "serving")
     _generate(args, data)
-    base = _write_yaml(os.path.join(work, "seed.yaml"), {"trainer": {"seed": args.training_seed}})
+    seeded = {"trainer": {"seed": args.training_seed}}
+    base = write_yaml(os.path.join(work, "seed.yaml"), seeded)
     _riskpipe("run", "--data", data, "--pipeline-root", root, "--serving-root", serving,
               "--config", base)
     first_report = os.path.join(work, "report_all_features.json")
@@ -216,9 +209,8 @@ def main(argv=None) -> int:
                            sorted(row["name"] for row in first["features"]
                                   if row["value_share"] < share)))
     for i, excluded in enumerate(args.exclude):
-        selected = _write_yaml(os.path.join(work, f"selected_by_hand_{i}.yaml"),
-                               {"trainer": {"seed": args.training_seed},
-                                "features": {"exclude": excluded}})
+        selected = write_yaml(os.path.join(work, f"selected_by_hand_{i}.yaml"),
+                              {**seeded, "features": {"exclude": excluded}})
         _riskpipe("run", "--data", data, "--pipeline-root", root, "--serving-root", serving,
                   "--config", selected)
         selections.append(("by hand", excluded))

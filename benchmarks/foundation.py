@@ -18,15 +18,13 @@ target is missed.
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from measure import run_measured  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
+from measure import run_measured, work_directory  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
 from common import runtime  # noqa: E402  # before TensorFlow is imported
 
 runtime.use_keras_2()
@@ -209,16 +207,11 @@ def main(argv=None) -> int:
         with open(os.path.join(args.work_dir, f"{args.step}.result.json"), "w") as f:
             json.dump(result, f)
         return 0
-    keep = args.work_dir is not None
-    args.work_dir = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="riskpipe-bench-"))
-    if keep and os.path.exists(os.path.join(args.work_dir, "raw")):
-        raise SystemExit(f"--work-dir {args.work_dir} already holds a benchmark; use another")
-    try:
+    with work_directory(args.work_dir, "riskpipe-bench-") as args.work_dir:
+        if os.path.exists(os.path.join(args.work_dir, "raw")):
+            raise SystemExit(f"--work-dir {args.work_dir} already holds a benchmark; use another")
         runs = {name: run_step(name, args) for name in STEPS}
         met = report(args, runs)
-    finally:
-        if not keep:
-            shutil.rmtree(args.work_dir, ignore_errors=True)
     return 0 if met else 1
 
 

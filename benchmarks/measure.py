@@ -1,10 +1,37 @@
-"""Wall time and peak memory of a riskpipe child process and all its workers."""
+"""What the benchmarks share: wall time and peak memory of a riskpipe child process and all
+its workers, their work directory, the run configs they write."""
+import contextlib
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from pipeline.cost_ledger import process_tree_rss
+
+
+@contextlib.contextmanager
+def work_directory(work_dir: Optional[str], prefix: str) -> Iterator[str]:
+    """`work_dir` as an absolute path, kept; without one, a new temporary directory removed on exit."""
+    if work_dir:
+        yield os.path.abspath(work_dir)
+        return
+    work = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_yaml(path: str, config: dict) -> str:
+    """Writes a `riskpipe run --config` file; returns its path."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f)
+    return path
 
 
 def riskpipe_command(*args: str) -> List[str]:

@@ -19,15 +19,15 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
-import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 import pipeline_scale  # noqa: E402  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
-from measure import riskpipe_command, run_measured  # noqa: E402  # pylint: disable=wrong-import-position
+from measure import riskpipe_command, run_measured, work_directory, write_yaml  # noqa: E402  # pylint: disable=wrong-import-position
 from components.metric_names import PR_AUC, RECALL_AT_FPR, ROC_AUC  # noqa: E402  # pylint: disable=wrong-import-position
 
 BASELINE_CONFIG = os.path.join(REPO, "benchmarks", "pipeline_cost_baseline.yaml")
@@ -52,16 +52,11 @@ def parse_args(argv=None):
 
 def write_config(setting: str, seed: int, path: str) -> str:
     """The run's YAML config: the setting's (baseline file or none) with the training seed."""
-    import yaml  # pylint: disable=import-outside-toplevel
+    from pipeline.configs import read_yaml_mapping  # pylint: disable=import-outside-toplevel
 
-    config = {}
-    if setting == "baseline":
-        with open(BASELINE_CONFIG, encoding="utf-8") as f:
-            config = yaml.safe_load(f)
+    config = read_yaml_mapping(BASELINE_CONFIG) if setting == "baseline" else {}
     config.setdefault("trainer", {})["seed"] = seed
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f)
-    return path
+    return write_yaml(path, config)
 
 
 def ledger(pipeline_root: str) -> dict:
@@ -92,12 +87,6 @@ def _cpu(result) -> dict:
     return {c["name"]: c["cpu_seconds"] for c in result["ledger"]["components"]}
 
 
-def _median(values):
-    values = sorted(values)
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-
-
 def print_report(args, runs) -> bool:
     """Prints the tables (medians over repeats); returns whether every target was met."""
     by_setting = {s: [r for r in runs if r["setting"] == s] for s in SETTINGS}
@@ -108,12 +97,12 @@ def print_report(args, runs) -> bool:
           "(medians)\n")
     print(f"{'component':<16} {'baseline CPU s':>15} {'today CPU s':>12} {'ratio':>7}")
     for name in names:
-        before = _median([c[name] for c in cpu["baseline"]])
-        after = _median([c[name] for c in cpu["today"]])
+        before = statistics.median([c[name] for c in cpu["baseline"]])
+        after = statistics.median([c[name] for c in cpu["today"]])
         print(f"{name:<16} {before:>15.1f} {after:>12.1f} {after / before:>7.2f}")
-    totals = {s: _median([r["ledger"]["total_cpu_seconds"] for r in rs])
+    totals = {s: statistics.median([r["ledger"]["total_cpu_seconds"] for r in rs])
               for s, rs in by_setting.items()}
-    walls = {s: _median([r["wall_s"] for r in rs]) for s, rs in by_setting.items()}
+    walls = {s: statistics.median([r["wall_s"] for r in rs]) for s, rs in by_setting.items()}
     ratio = totals["today"] / totals["baseline"]
     print(f"{'total':<16} {totals['baseline']:>15.1f} {totals['today']:>12.1f} {ratio:>7.2f}")
     print(f"{'wall (run)':<16} {walls['baseline']:>15.1f} {walls['today']:>12.1f} "
@@ -128,7 +117,7 @@ def print_report(args, runs) -> bool:
             q = result["quality"]
             print(f"{setting:<10} {i:>4} {q['dnn'][PR_AUC]:>11.4f} {q['dnn'][ROC_AUC]:>8.4f} "
                   f"{q['dnn'][RECALL_AT_FPR]:>13.4f} {q['baseline'][PR_AUC]:>11.4f}")
-    pr_auc = {s: _median([r["quality"]["dnn"][PR_AUC] for r in rs])
+    pr_auc = {s: statistics.median([r["quality"]["dnn"][PR_AUC] for r in rs])
               for s, rs in by_setting.items()}
     gbm = by_setting["today"][0]["quality"]["baseline"][PR_AUC]
     kept = pr_auc["today"] >= pr_auc["baseline"] - MAX_PR_AUC_LOSS
@@ -141,9 +130,7 @@ def print_report(args, runs) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keep = args.work_dir is not None
-    work = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="riskpipe-cost-"))
-    try:
+    with work_directory(args.work_dir, "riskpipe-pipeline-cost-") as work:
         data = os.path.join(work, "raw")
         if not os.path.isdir(data):
             print(f"simulating {args.transactions:,} transactions ...", flush=True)
@@ -157,9 +144,6 @@ def main(argv=None) -> int:
                 os.makedirs(root)
                 runs.append(run_setting(args, setting, data, root))
         met = print_report(args, runs)
-    finally:
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
     return 0 if met else 1
 
 

@@ -18,15 +18,13 @@ test: it takes tens of minutes.
 import argparse
 import glob
 import os
-import shutil
 import sys
-import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from measure import run_measured  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
+from measure import run_measured, work_directory  # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
 from common import runtime  # noqa: E402  # before TensorFlow is imported
 
 runtime.use_keras_2()
@@ -234,14 +232,9 @@ def print_report(args, results) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keep = args.work_dir is not None
-    work = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="riskpipe-scale-"))
-    try:
+    with work_directory(args.work_dir, "riskpipe-scale-") as work:
         results = [bench_size(args, size, work) for size in args.sizes]
         met = print_report(args, results)
-    finally:
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
     return 0 if met else 1
 
 

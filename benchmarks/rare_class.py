@@ -21,17 +21,15 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
-from measure import riskpipe_command
+from measure import riskpipe_command, work_directory
 from pipeline_scale import model_scores, node_execution, node_outputs, read_split, simulate
 from scoring import pr_auc_by_scenario, quality
 from pipeline import pipeline as dag  # noqa: E402  # after pipeline_scale chose Keras 2
@@ -146,12 +144,10 @@ def print_report(args, results, evaluation) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    keep = args.work_dir is not None
-    work = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="riskpipe-rare-"))
-    if os.path.exists(os.path.join(work, "pipeline")):
-        raise SystemExit(f"--work-dir {work} already holds a benchmark; use another")
-    os.makedirs(work, exist_ok=True)
-    try:
+    with work_directory(args.work_dir, "riskpipe-rare-") as work:
+        if os.path.exists(os.path.join(work, "pipeline")):
+            raise SystemExit(f"--work-dir {work} already holds a benchmark; use another")
+        os.makedirs(work, exist_ok=True)
         print(f"simulating {args.transactions:,} transactions ...", flush=True)
         simulate(args, args.transactions, os.path.join(work, "raw"))
         run_mode(args, work, "upstream", UPSTREAM_TRAINER)
@@ -161,9 +157,6 @@ def main(argv=None) -> int:
         evaluation = read_split(examples, "eval", passthrough=(SCENARIO,))
         results = [(name, evaluate(result, evaluation)) for name, result in trained]
         print_report(args, results, evaluation)
-    finally:
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
