@@ -13,6 +13,7 @@ from common.serving_contract import OUTPUT_KEY, RAW_SCORE_KEY
 from components.anomaly_gate import drift as data_drift
 from components.anomaly_gate.executor import DRIFT_FILE, VALIDATED_STATISTICS_KEY
 from components.calibration import CALIBRATION_FILE
+from components.feature_gen.executor import num_examples_property
 from pipeline.configs import EvalConfig
 from pipeline.cost_ledger import currency_of, directory_bytes, stored_cost
 from pipeline.mlmd_queries import (custom_property, latest_run_executions, open_store,
@@ -157,7 +158,7 @@ def _fill_from_outputs(summary: RunSummary, node: str, outputs: Dict[str, list],
 
     if node == dag.FEATURE_GEN and first("examples") is not None:
         examples = first("examples")
-        summary.examples = {split: int(custom_property(examples, f"num_examples_{split}") or 0)
+        summary.examples = {split: int(custom_property(examples, num_examples_property(split)) or 0)
                             for split in _split_names(examples)}
     elif node == dag.EXAMPLE_GEN:
         summary.task = "credit"

@@ -32,9 +32,9 @@ from serving.dataplane import DataPlane
 from serving.event_loop import EventLoopThread
 from serving.metrics import ServingMetrics
 from serving.model_manager import ModelManager, single_model_config, validate_config
-from serving.options import ServerOptions
+from serving.options import DEFAULT_MODEL_CALL_PATH, MODEL_CALL_PATHS, ServerOptions
 from serving.rest_api import RestApiServer
-from serving.servable import DEFAULT_MODEL_CALL_PATH, MODEL_CALL_PATHS, Servable, load_servable
+from serving.servable import Servable, load_servable
 from serving.stage_timing import StageTimes
 
 LOG = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from common.errors import UsageError
+from components.feature_gen.executor import num_examples_property
 from components.statistics_gen import executor
 from pipeline import pipeline as dag
 from pipeline.configs import PipelineConfig, StatisticsConfig, credit_defaults, load_config
@@ -49,7 +50,7 @@ def _examples_artifact(directory: str, rows: dict, counts: dict):
                 writer.write(tf.train.Example(
                     features=tf.train.Features(feature=feature)).SerializeToString())
     for split, count in counts.items():
-        examples.set_int_custom_property(f"num_examples_{split}", count)
+        examples.set_int_custom_property(num_examples_property(split), count)
     return examples
 
 

@@ -46,6 +46,11 @@ Row = Tuple[Any, ...]
 to_row = operator.attrgetter(*(field.name for field in dataclasses.fields(Transaction)))
 
 
+def num_examples_property(split: str) -> str:
+    """The custom property of FeatureGen's Examples that holds a split's number of examples."""
+    return f"num_examples_{split}"
+
+
 def resolve_eval_start(partition_dates: Sequence[datetime.date], eval_start_date: str,
                        eval_days: int, input_base: str) -> datetime.date:
     """The first eval day: `eval_start_date`, or the last `eval_days` days of the data.
@@ -229,4 +234,4 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_file_format(examples, "tfrecords_gzip")
         examples.set_string_custom_property("eval_start_date", summary["eval_start_date"])
         for split in SPLITS:
-            examples.set_int_custom_property(f"num_examples_{split}", summary[split])
+            examples.set_int_custom_property(num_examples_property(split), summary[split])

@@ -27,9 +27,9 @@ from tfx.components.statistics_gen import executor as tfx_statistics_gen
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils
 
+from components.feature_gen.executor import num_examples_property
+
 MAX_EXAMPLES_KEY = "max_examples"
-# Set by FeatureGen on its Examples artifact (components/feature_gen/executor.py).
-NUM_EXAMPLES_PROPERTY = "num_examples_{split}"
 
 
 def sample_rates(counts: Dict[str, Optional[int]], max_examples: int) -> Dict[str, float]:
@@ -46,7 +46,7 @@ def split_counts(examples: types.Artifact, exclude_splits: List[str]) -> Dict[st
     for split in artifact_utils.decode_split_names(examples.split_names):
         if split in exclude_splits:
             continue
-        name = NUM_EXAMPLES_PROPERTY.format(split=split)
+        name = num_examples_property(split)
         counts[split] = (examples.get_int_custom_property(name)
                          if examples.has_custom_property(name) else None)
     return counts
