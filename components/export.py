@@ -1,7 +1,17 @@
-"""The serving SavedModel: the Transform graph and the model behind four signatures.
+"""The serving SavedModel: the Transform's preprocessing and the model behind four signatures.
 
-Every signature applies the Transform graph inside the model, so a caller
-sends raw features and no client reimplements the preprocessing.
+Every signature applies the preprocessing inside the model, so a caller sends
+raw features and no client reimplements it. The graph behind them is lean
+(LEAN): one tf.io.parse_example of the model features into dense tensors, the
+lean transform of components/lean_transform.py (each preprocessing rule once
+on the stacked features that share it, with the constants and vocabularies of
+the Transform output, checked against the Transform layer at export), then the
+model's layers (components/model.py `serving_call`). It gives the scores the
+Transform layer would (TRANSFORM_LAYER, the reference kept for tests and
+benchmarks/serving_graph.py: `tf_transform_output.transform_features_layer()`
+then the Keras model) to within float32 rounding, with a fifth of its graph
+nodes: for a pushed fraud model, 160 in serving_default against 833, and 93
+run per call in a session against 429 (benchmarks/serving_graph.py).
 
 serving_default   inputs  examples: string [None], serialized tf.Examples with the
                           model features (passthrough features and the label may be
@@ -16,7 +26,8 @@ serving_raw       inputs  one tensor per model feature, named as the feature, sh
                           transaction is NaN (all optional features are floats), so
                           a risk engine fills the batch from a feature dict with
                           `value if present else float("nan")`. NaN in a required
-                          feature is an INVALID_ARGUMENT error.
+                          feature is an INVALID_ARGUMENT error naming it, as is an
+                          Example without a required feature.
                   outputs fraud_probability, raw_score: as serving_default
 classification    TF Serving Classify API (method tensorflow/serving/classify)
                   inputs  inputs: serialized tf.Examples
@@ -63,7 +74,7 @@ serving directory with saved_model.pb last: its presence marks a complete model.
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Mapping, Sequence
+from typing import Callable, Dict, List, Mapping, NamedTuple, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -76,12 +87,27 @@ from common.serving_contract import (CLASSIFICATION, CLASSIFY_INPUTS, CLASSIFY_O
                                      CLASSIFY_OUTPUT_SCORES, EXAMPLES_INPUT, OUTPUT_KEY,
                                      RAW_SCORE_KEY, REGRESS_INPUTS, REGRESS_OUTPUTS, REGRESSION,
                                      SERVING_DEFAULT, SERVING_RAW)
+from components import lean_transform
 from components import model as model_lib
 from components import preprocessing
 from components.features import OPTIONAL_FEATURES
 
 CLASS_LABELS = ("0", "1")
 WARMUP_BATCH_SIZES = (1, 8, 32)
+# The graphs behind the signatures (module docstring): the one exported, and the
+# Transform layer's, which it reproduces (the reference of tests and benchmarks).
+LEAN, TRANSFORM_LAYER = "lean", "transform_layer"
+# serving_raw's error for NaN in a required feature, after "feature <name>".
+_NAN_MESSAGE = " is NaN: only optional features may be missing"
+
+
+class _Graph(NamedTuple):
+    """The tf.Module to save (it tracks the graph's resources) and the model's [batch, 1]
+    raw score of serialized examples and of serving_raw's features."""
+
+    module: tf.Module
+    score_examples: Callable[[tf.Tensor], tf.Tensor]
+    score_raw: Callable[[Dict[str, tf.Tensor]], tf.Tensor]
 
 
 def serving_feature_spec(tf_transform_output: tft.TFTransformOutput) -> Dict[str, object]:
@@ -105,7 +131,7 @@ def _raw_column(name: str, tensor: tf.Tensor, spec) -> object:
         if name not in OPTIONAL_FEATURES:
             check = tf.debugging.assert_equal(
                 tf.reduce_all(present), True,
-                message=f"feature {name} is NaN: only optional features may be missing")
+                message=f"feature {name}{_NAN_MESSAGE}")
             with tf.control_dependencies([check]):
                 tensor = tf.identity(tensor)
     else:
@@ -134,35 +160,80 @@ def logit(probability: tf.Tensor) -> tf.Tensor:
     return tf.math.log(probability) - tf.math.log1p(-probability)
 
 
-def _make_signatures(model: tf.keras.Model, tft_layer: tf.keras.Model,
-                     tf_transform_output: tft.TFTransformOutput, logit_shift: float):
-    feature_spec = serving_feature_spec(tf_transform_output)
+def _transform_layer_graph(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
+                           feature_spec: Mapping[str, object]) -> _Graph:
+    """The reference graph: the whole Transform layer on the parsed features, then the model."""
+    module = tf.Module()
+    module.tft_layer = tf_transform_output.transform_features_layer()
     input_names = model_lib.input_names(tf_transform_output)
 
-    def score(raw_features) -> Dict[str, tf.Tensor]:
-        transformed = tft_layer(raw_features)
-        raw = tf.squeeze(model(model_lib.as_model_inputs(transformed, input_names)), axis=-1)
-        return {OUTPUT_KEY: calibrated_probability(raw, logit_shift), RAW_SCORE_KEY: raw}
+    def score(raw_features) -> tf.Tensor:
+        return model(model_lib.as_model_inputs(module.tft_layer(raw_features), input_names))
 
-    def score_examples(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
-        return score(tf.io.parse_example(serialized, feature_spec))
+    return _Graph(
+        module,
+        lambda serialized: score(tf.io.parse_example(serialized, dict(feature_spec))),
+        lambda features: score({name: _raw_column(name, tensor, feature_spec[name])
+                                for name, tensor in features.items()}))
+
+
+def _lean_graph(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
+                feature_spec: Mapping[str, object]) -> _Graph:
+    """The served graph: one parse, the lean transform, the model (module docstring)."""
+    module = tf.Module()
+    module.lean_transform = lean_transform.LeanTransform.from_transform_output(
+        tf_transform_output, feature_spec)
+    spec = lean_transform.parse_spec(feature_spec)
+    required_floats = [name for name, s in spec.items()
+                       if s.dtype.is_floating and name not in OPTIONAL_FEATURES]
+    call = model_lib.serving_call(model)
+    return _Graph(
+        module,
+        lambda serialized: call(module.lean_transform(tf.io.parse_example(serialized, spec))),
+        lambda features: call(module.lean_transform(
+            _checked_present(features, required_floats))))
+
+
+def _checked_present(features: Dict[str, tf.Tensor], names: Sequence[str]) -> Dict[str, tf.Tensor]:
+    """`features`, failing naming the first of `names` that holds a NaN.
+
+    One check for all of them, where a check per feature would add a few graph
+    nodes each.
+    """
+    if not names:
+        return features
+    nan = tf.reduce_any(tf.math.is_nan(tf.stack([features[n] for n in names], axis=1)), axis=0)
+    first = tf.gather(tf.constant(names), tf.argmax(tf.cast(nan, tf.int32)))
+    check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(nan)),
+                                [tf.strings.join(["feature ", first, _NAN_MESSAGE])])
+    with tf.control_dependencies([check]):
+        return {name: tf.identity(tensor) if name in names else tensor
+                for name, tensor in features.items()}
+
+
+_GRAPHS = {LEAN: _lean_graph, TRANSFORM_LAYER: _transform_layer_graph}
+
+
+def _make_signatures(graph: _Graph, feature_spec: Mapping[str, object], logit_shift: float):
+    def score(raw: tf.Tensor) -> Dict[str, tf.Tensor]:
+        raw = tf.squeeze(raw, axis=-1)
+        return {OUTPUT_KEY: calibrated_probability(raw, logit_shift), RAW_SCORE_KEY: raw}
 
     # autograph=False: nothing here needs it, and converting the Keras and
     # Transform layers' Python code costs seconds per signature.
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)],
                  autograph=False)
     def serve_examples(examples):
-        return score_examples(examples)
+        return score(graph.score_examples(examples))
 
     @tf.function(autograph=False)
     def serve_raw(**features):
-        return score({name: _raw_column(name, tensor, feature_spec[name])
-                      for name, tensor in features.items()})
+        return score(graph.score_raw(features))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUTS)],
                  autograph=False)
     def classify(inputs):
-        fraud = score_examples(inputs)[OUTPUT_KEY]
+        fraud = score(graph.score_examples(inputs))[OUTPUT_KEY]
         scores = tf.stack([1.0 - fraud, fraud], axis=1)
         classes = tf.tile(tf.constant([CLASS_LABELS]), [tf.shape(fraud)[0], 1])
         return {CLASSIFY_OUTPUT_SCORES: scores, CLASSIFY_OUTPUT_CLASSES: classes}
@@ -170,7 +241,7 @@ def _make_signatures(model: tf.keras.Model, tft_layer: tf.keras.Model,
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=REGRESS_INPUTS)],
                  autograph=False)
     def regress(inputs):
-        return {REGRESS_OUTPUTS: score_examples(inputs)[OUTPUT_KEY]}
+        return {REGRESS_OUTPUTS: score(graph.score_examples(inputs))[OUTPUT_KEY]}
 
     raw_specs = {name: tf.TensorSpec([None], spec.dtype, name=name)
                  for name, spec in feature_spec.items()}
@@ -253,20 +324,22 @@ def _publish(source_dir: str, serving_model_dir: str) -> None:
 
 def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
                          serving_model_dir: str, warmup_examples: Sequence[bytes],
-                         num_warmup_records: int, logit_shift: float) -> None:
+                         num_warmup_records: int, logit_shift: float,
+                         serving_graph: str = LEAN) -> None:
     """Saves the serving SavedModel with its signatures and warmup requests.
 
     `logit_shift` is the prior correction for the model's class weights or
-    resampling (components/calibration.py).
+    resampling (components/calibration.py). `serving_graph` is what the
+    signatures run: LEAN, or TRANSFORM_LAYER, the reference it reproduces.
     """
+    feature_spec = serving_feature_spec(tf_transform_output)
+    graph = _GRAPHS[serving_graph](model, tf_transform_output, feature_spec)
     # The SavedModel tracks the model's variables, not the Keras model: Keras's
     # own serialization would retrace every layer, and serving needs only the
     # signatures.
-    module = tf.Module()
-    module.model_variables = list(model.variables)
-    module.tft_layer = tf_transform_output.transform_features_layer()
-    signatures = _make_signatures(model, module.tft_layer, tf_transform_output, logit_shift)
-    save_and_publish(module, signatures, serving_model_dir,
+    graph.module.model_variables = list(model.variables)
+    signatures = _make_signatures(graph, feature_spec, logit_shift)
+    save_and_publish(graph.module, signatures, serving_model_dir,
                      warmup_requests(warmup_examples, num_warmup_records), OUTPUT_KEY)
 
 

@@ -6,7 +6,7 @@ embedding otherwise; everything is concatenated into a small ReLU MLP whose
 sigmoid output is the fraud probability. All trainable weights outside the
 embeddings live in Dense layers, which is what pruning and QAT act on.
 """
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -17,10 +17,14 @@ from components.features import LABEL_KEY
 
 # The Keras output layer is named as the served output it becomes.
 OUTPUT_LAYER = OUTPUT_KEY
-# A category with at most this many ids (OOV included) is one-hot encoded.
+# A category with at most this many ids (OOV included) is one-hot encoded, by the
+# layer named as its input with this suffix.
 ONE_HOT_MAX_BUCKETS = 4
+ONE_HOT_SUFFIX = "_one_hot"
 # The wide-and-deep model's MLP output, added to the wide path's logit.
 DEEP_LOGIT = "deep_logit"
+# The layer concatenating the encoded inputs (quantization-aware training wraps it).
+FEATURES_LAYER = "features"
 
 
 def categorical_inputs() -> List[str]:
@@ -44,7 +48,7 @@ def _encode_category(inputs: tf.Tensor, name: str, num_buckets: int, embedding_d
                      one_hot_max_buckets: int) -> tf.Tensor:
     if num_buckets <= one_hot_max_buckets:
         return tf.keras.layers.CategoryEncoding(
-            num_tokens=num_buckets, output_mode="one_hot", name=f"{name}_one_hot")(inputs)
+            num_tokens=num_buckets, output_mode="one_hot", name=name + ONE_HOT_SUFFIX)(inputs)
     embedded = tf.keras.layers.Embedding(num_buckets, embedding_dim,
                                          name=f"{name}_embedding")(inputs)
     return tf.keras.layers.Flatten(name=f"{name}_flat")(embedded)
@@ -76,7 +80,7 @@ def build_model(tf_transform_output: tft.TFTransformOutput, hidden_units: Sequen
         else:
             inputs[input_name] = tf.keras.Input(shape=(1,), name=input_name, dtype=tf.float32)
             encoded.append(inputs[input_name])
-    features = tf.keras.layers.Concatenate(name="features")(encoded)
+    features = tf.keras.layers.Concatenate(name=FEATURES_LAYER)(encoded)
     x = features
     for i, units in enumerate(hidden_units):
         x = tf.keras.layers.Dense(units, activation="relu", kernel_regularizer=regularizer,
@@ -91,6 +95,48 @@ def build_model(tf_transform_output: tft.TFTransformOutput, hidden_units: Sequen
         tf.keras.layers.Dense(1, kernel_regularizer=regularizer, name="wide_logit")(features)])
     output = tf.keras.layers.Activation("sigmoid", name=output_name)(logit)
     return tf.keras.Model(inputs=inputs, outputs=output, name=name)
+
+
+def serving_call(model: tf.keras.Model) -> Callable[[Mapping[str, tf.Tensor]], tf.Tensor]:
+    """`model` as a function of its [batch, 1] inputs, with fewer ops than calling it.
+
+    For a serving graph: the model's own layers and variables from the
+    concatenation of the encoded inputs on, but a one-hot category is encoded
+    by tf.one_hot: Keras's CategoryEncoding checks on every call that the ids
+    are in range (some 20 graph nodes), which the ids of a vocabulary lookup
+    with its OOV bucket always are.
+    """
+    features = next(layer for layer in model.layers
+                    if FEATURES_LAYER in (layer.name, getattr(layer, "layer", layer).name))
+    node, head = _head(model, features)
+    encoders = [_serving_encoder(model, layer, tensor) for layer, tensor in
+                zip(features.inbound_nodes[node].inbound_layers, features.get_input_at(node))]
+    return lambda inputs: head([encode(inputs) for encode in encoders])
+
+
+def _head(model: tf.keras.Model, features: tf.keras.layers.Layer):
+    """(node index, model from the encoded inputs to the output) of `features` in `model`.
+
+    Pruning's strip and quantization reuse the trained model's layers, so the
+    layer may also have nodes in the model it was cloned from: the one of
+    `model` is the one whose inputs lead to its output.
+    """
+    for node in range(len(features.inbound_nodes)):
+        try:
+            return node, tf.keras.Model(features.get_input_at(node), model.output)
+        except ValueError:  # a node of another model: its inputs do not lead here
+            continue
+    raise ValueError(f"model {model.name}: layer {features.name} does not lead to its output")
+
+
+def _serving_encoder(model: tf.keras.Model, layer: tf.keras.layers.Layer, encoded: tf.Tensor):
+    """The function of the model's inputs giving `encoded`, the output of `layer`."""
+    if isinstance(layer, tf.keras.layers.InputLayer):
+        return lambda inputs: inputs[layer.name]
+    if isinstance(layer, tf.keras.layers.CategoryEncoding) and layer.output_mode == "one_hot":
+        name = layer.name[:-len(ONE_HOT_SUFFIX)]
+        return lambda inputs: tf.one_hot(tf.squeeze(inputs[name], axis=-1), layer.num_tokens)
+    return tf.keras.Model(model.input, encoded)
 
 
 def compile_model(model: tf.keras.Model, learning_rate: float) -> None:

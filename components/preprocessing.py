@@ -128,25 +128,41 @@ def _required(x, name: str) -> tf.Tensor:
 # ---------------------------------------------------------------------------
 # Transforms.
 
-def _log_zscore(x: tf.Tensor) -> tf.Tensor:
-    return tft.scale_to_z_score(tf.math.log1p(tf.cast(x, tf.float32)))
+# The element-wise rules, on tensors of any shape: the Transform applies them here
+# and the lean serving graph (components/lean_transform.py) to stacked features.
+
+def log1p(x: tf.Tensor) -> tf.Tensor:
+    return tf.math.log1p(tf.cast(x, tf.float32))
 
 
-def _rate(x: tf.Tensor) -> tf.Tensor:
+def rate(x: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(tf.cast(x, tf.float32), 0.0, 1.0)
+
+
+def flag(x: tf.Tensor) -> tf.Tensor:
+    return tf.cast(x, tf.float32)
+
+
+def cyclic(x: tf.Tensor, period: float) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The sine and cosine of x's phase in its period."""
+    angle = tf.cast(x, tf.float32) * (2.0 * math.pi / period)
+    return tf.sin(angle), tf.cos(angle)
+
+
+def _log_zscore(x: tf.Tensor) -> tf.Tensor:
+    return tft.scale_to_z_score(log1p(x))
 
 
 def _optional_log_zscore(column: tf.sparse.SparseTensor) -> tf.Tensor:
     """Present values z-scored over the present values; absent ones at 0, their mean."""
-    logs = tf.SparseTensor(column.indices, tf.math.log1p(tf.cast(column.values, tf.float32)),
-                           column.dense_shape)
+    logs = tf.SparseTensor(column.indices, log1p(column.values), column.dense_shape)
     scaled = tft.scale_to_z_score(logs)
     return tf.squeeze(tf.sparse.to_dense(scaled, default_value=0.0), axis=1)
 
 
 def _optional_rate(column: tf.sparse.SparseTensor) -> tf.Tensor:
     """Present rates as they are; absent ones at the mean of the present training rates."""
-    rates = tf.SparseTensor(column.indices, _rate(column.values), column.dense_shape)
+    rates = tf.SparseTensor(column.indices, rate(column.values), column.dense_shape)
     mean_rate = tft.mean(rates)
     values = tf.squeeze(tf.sparse.to_dense(rates, default_value=0.0), axis=1)
     return tf.where(_present_mask(column), values, mean_rate)
@@ -169,17 +185,14 @@ def _required_feature(x: tf.Tensor, name: str) -> Dict[str, tf.Tensor]:
     if name in LOG_ZSCORE_FEATURES:
         return {transformed_name(name): _log_zscore(x)}
     if name in RATE_FEATURES:
-        return {transformed_name(name): _rate(x)}
+        return {transformed_name(name): rate(x)}
     if name in CATEGORICAL_FEATURES:
         ids = tft.compute_and_apply_vocabulary(
             x, num_oov_buckets=NUM_OOV_BUCKETS, vocab_filename=vocabulary_name(name))
         return {transformed_name(name): ids}
     if name in FLAG_FEATURES:
-        return {transformed_name(name): tf.cast(x, tf.float32)}
-    period = CYCLIC_FEATURES[name]
-    angle = tf.cast(x, tf.float32) * (2.0 * math.pi / period)
-    sin_name, cos_name = output_names(name)
-    return {sin_name: tf.sin(angle), cos_name: tf.cos(angle)}
+        return {transformed_name(name): flag(x)}
+    return dict(zip(output_names(name), cyclic(x, CYCLIC_FEATURES[name])))
 
 
 def record_label_counts(label: tf.Tensor) -> None:
