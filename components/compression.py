@@ -13,7 +13,7 @@ zeros found by pruning stay zero. The exported model is then both sparse and
 quantization-aware.
 """
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -107,6 +107,117 @@ def dense_kernels(model: tf.keras.Model) -> Dict[str, np.ndarray]:
     return kernels
 
 
+def parameter_counts(model: tf.keras.Model) -> Dict[str, int]:
+    """The number of trainable parameters, and of those that are not zero."""
+    values = [w.numpy() for w in model.trainable_weights]
+    return {"trainable_parameters": int(sum(v.size for v in values)),
+            "nonzero_parameters": int(sum(np.count_nonzero(v) for v in values))}
+
+
 def dense_kernel_sparsity(model: tf.keras.Model) -> Dict[str, float]:
     """Layer name -> fraction of exactly-zero weights in its Dense kernel."""
     return {name: float(np.mean(kernel == 0.0)) for name, kernel in dense_kernels(model).items()}
+
+
+# ---------------------------------------------------------------------------
+# Post-training 8-bit quantization with TFLite.
+
+# The two 8-bit forms, in the Trainer's model_run directory.
+TFLITE_FILE = "model_int8.tflite"  # int8 weights and activations
+TFLITE_WEIGHTS_FILE = "model_int8_weights.tflite"  # int8 weights, float activations
+# Training rows the converter calibrates the activations' int8 ranges on.
+TFLITE_CALIBRATION_ROWS = 1000
+
+
+class OneHot(tf.keras.layers.Layer):
+    """CategoryEncoding's one-hot of [batch, 1] ids, as tf.one_hot (a TFLite builtin op)."""
+
+    def __init__(self, num_tokens: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_tokens = num_tokens
+
+    def call(self, ids):
+        return tf.one_hot(tf.squeeze(ids, axis=-1), self.num_tokens)
+
+    def get_config(self):
+        return {**super().get_config(), "num_tokens": self.num_tokens}
+
+
+def logit_model(model: tf.keras.Model, output_layer: str) -> tf.keras.Model:
+    """A copy of a trained model that TFLite's builtin ops run, returning the logit.
+
+    CategoryEncoding runs DenseBincount, which TFLite lacks, so it becomes the
+    same one-hot by tf.one_hot. The output layer's sigmoid is left out: int8
+    quantizes a sigmoid's output in steps of 1/256, which would score every
+    transaction below a 0.4% fraud probability alike; the caller applies it.
+    """
+    def clone(layer):
+        if isinstance(layer, tf.keras.layers.CategoryEncoding):
+            return OneHot(layer.num_tokens, name=layer.name)
+        config = layer.get_config()
+        if layer.name == output_layer:
+            config["activation"] = "linear"
+        return layer.__class__.from_config(config)
+
+    copy = tf.keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def tflite_int8(model: tf.keras.Model, output_layer: str,
+                calibration_inputs: Optional[Dict[str, np.ndarray]] = None) -> bytes:
+    """The model as a TFLite flatbuffer with int8 weights, float in and out.
+
+    With `calibration_inputs` (model input name -> [rows, 1] array of training
+    rows, each one calibration step) the activations are int8 too; without,
+    they stay float (dynamic-range quantization). Full int8 concatenates all
+    inputs at one scale, so features of small range lose precision there.
+    """
+    converter = tf.lite.TFLiteConverter.from_keras_model(logit_model(model, output_layer))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if calibration_inputs is not None:
+        rows = len(next(iter(calibration_inputs.values())))
+
+        def representative_dataset():
+            for i in range(rows):
+                yield {name: value[i:i + 1] for name, value in calibration_inputs.items()}
+
+        converter.representative_dataset = representative_dataset
+    return converter.convert()
+
+
+class TfliteScorer:
+    """Scores model inputs with a flatbuffer of `tflite_int8`, a fixed batch size at a time
+    (the interpreter is resized once)."""
+
+    def __init__(self, content: bytes, batch_size: int):
+        self.interpreter = tf.lite.Interpreter(model_content=content, num_threads=1)
+        self.batch_size = batch_size
+        signature = self.interpreter.get_signature_runner()
+        self.inputs = signature.get_input_details()
+        (self.output,) = (detail["index"] for detail in signature.get_output_details().values())
+        # The runner holds the interpreter's buffers, which resizing reallocates.
+        del signature
+        for detail in self.inputs.values():
+            self.interpreter.resize_tensor_input(detail["index"], [batch_size, 1])
+        self.interpreter.allocate_tensors()
+
+    def logits(self, batch: Dict[str, np.ndarray]) -> np.ndarray:
+        """[batch_size] logits of one batch of exactly `batch_size` rows."""
+        for name, detail in self.inputs.items():
+            self.interpreter.set_tensor(detail["index"], batch[name].astype(detail["dtype"]))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output)[:, 0]
+
+    def probabilities(self, inputs: Dict[str, np.ndarray]) -> np.ndarray:
+        """Sigmoid scores of all rows; the last partial batch is padded with its first row."""
+        rows = len(next(iter(inputs.values())))
+        scores = []
+        for start in range(0, rows, self.batch_size):
+            batch = {name: value[start:start + self.batch_size] for name, value in inputs.items()}
+            size = len(next(iter(batch.values())))
+            batch = {name: np.concatenate([value, np.repeat(value[:1], self.batch_size - size,
+                                                            axis=0)])
+                     for name, value in batch.items()}
+            scores.append(self.logits(batch)[:size])
+        return 1.0 / (1.0 + np.exp(-np.concatenate(scores)))

@@ -25,14 +25,22 @@ Steps:
    optionally synthetic frauds added to the training split
    (components/synthetic_minority.py); and the prior correction that undoes
    all of it in the served probability (components/export.py).
-2. Under tf.distribute.MirroredStrategy: build the model, wrap its Dense layers
-   for magnitude pruning, train with TensorBoard logs in `model_run_dir`.
+2. Under tf.distribute.MirroredStrategy: optionally train a wider teacher
+   first (`teacher_width_multiplier`); build the model, wrap its Dense layers
+   for magnitude pruning, train it (on the teacher's softened scores beside
+   the labels when there is a teacher, components/distillation.py) with
+   TensorBoard logs in `model_run_dir`.
 3. Strip the pruning wrappers; optionally fine-tune quantization-aware.
 4. Record the class balance (and the number of synthetic frauds), the
-   achieved sparsity, and the Brier score and ECE of the raw and the
-   calibrated score on the eval split as JSON in `model_run_dir`
-   (class_balance.json, compression.json, calibration.json).
+   achieved sparsity and parameter counts, and the Brier score and ECE of the
+   raw and the calibrated score on the eval split as JSON in `model_run_dir`
+   (class_balance.json, compression.json, calibration.json); optionally the
+   model's int8 TFLite form there too (`tflite_int8`, compression.TFLITE_FILE).
 5. Export the serving model with its signatures and warmup requests.
+
+The variants a bank compares (benchmarks/compression.py) are configs of this
+one Trainer: dense (`target_sparsity: 0`), pruned (the default), pruned and
+quantization-aware, a distilled student, and the int8 TFLite form.
 """
 import dataclasses
 import json
@@ -46,7 +54,7 @@ import tensorflow_transform as tft
 
 from common.errors import DataError, UsageError
 from common.serving_contract import MAX_WARMUP_RECORDS, OUTPUT_KEY, RAW_SCORE_KEY
-from components import calibration, compression, export, synthetic_minority
+from components import calibration, compression, distillation, export, synthetic_minority
 from components import model as model_lib
 from components.features import LABEL_KEY, MODEL_FEATURES, OPTIONAL_FEATURES
 from components.preprocessing import LABEL_COUNTS_VOCAB
@@ -61,6 +69,8 @@ CLASS_BALANCE_FILE = "class_balance.json"
 QAT_LEARNING_RATE_SCALE = 0.1
 # The fraud share of balanced resampling's batches.
 RESAMPLED_FRAUD_SHARE = 0.5
+# The teacher's TensorBoard logs, inside model_run_dir.
+TEACHER_LOG_DIR = "teacher"
 
 
 # ---------------------------------------------------------------------------
@@ -108,6 +118,14 @@ def validate_trainer_config(config: TrainerConfig) -> None:
     for field in ("early_stopping_patience", "pruning_epochs"):
         if getattr(config, field) < 0:
             fail(field, "must be >= 0")
+    if config.teacher_width_multiplier < 0:
+        fail("teacher_width_multiplier", "must be >= 0 (0: no teacher)")
+    if not 0.0 <= config.distillation_alpha <= 1.0:
+        fail("distillation_alpha", "must be in [0, 1]")
+    if not config.distillation_temperature > 0:
+        fail("distillation_temperature", "must be positive")
+    if config.tflite_int8 and config.quantization_aware:
+        fail("tflite_int8", "converts the pruned or dense model, not a quantization-aware one")
     if config.seed is not None and config.seed < 0:
         fail("seed", "must be a non-negative integer or null")
     if not 0 <= config.warmup_examples <= MAX_WARMUP_RECORDS:
@@ -278,10 +296,10 @@ def steps_per_epoch(train_steps: Optional[int], num_train_examples: int,
 # Training.
 
 def _fit(model, train, evaluation, eval_steps, epochs: Tuple[int, int], steps: int,
-         class_weight, callbacks) -> None:
-    model.fit(train, initial_epoch=epochs[0], epochs=epochs[1], steps_per_epoch=steps,
-              validation_data=evaluation, validation_steps=eval_steps,
-              class_weight=class_weight, callbacks=callbacks, verbose=2)
+         class_weight, callbacks) -> tf.keras.callbacks.History:
+    return model.fit(train, initial_epoch=epochs[0], epochs=epochs[1], steps_per_epoch=steps,
+                     validation_data=evaluation, validation_steps=eval_steps,
+                     class_weight=class_weight, callbacks=callbacks, verbose=2)
 
 
 def write_json(directory: str, name: str, value) -> None:
@@ -299,12 +317,35 @@ def _datasets(train: Split, evaluation: Split, config: TrainerConfig, eval_steps
     return batches, validation.repeat() if eval_steps else validation
 
 
+def teacher_hidden_units(config: TrainerConfig) -> Tuple[int, ...]:
+    return tuple(units * config.teacher_width_multiplier for units in config.hidden_units)
+
+
+def _train_teacher(fn_args, tf_transform_output, config: TrainerConfig, steps: int,
+                   class_weight, batches, validation, strategy) -> Tuple[tf.keras.Model, dict]:
+    """The wider, unpruned teacher, trained as the student will be; and its last epoch's
+    validation metrics."""
+    with strategy.scope():
+        teacher = model_lib.build_model(tf_transform_output, teacher_hidden_units(config),
+                                        config.embedding_dim, name="teacher")
+        model_lib.compile_model(teacher, config.learning_rate)
+    history = _fit(teacher, batches, validation, fn_args.eval_steps, (0, config.epochs), steps,
+                   class_weight, [tf.keras.callbacks.TensorBoard(
+                       log_dir=os.path.join(fn_args.model_run_dir, TEACHER_LOG_DIR))])
+    return teacher, {name: values[-1] for name, values in history.history.items()
+                     if name.startswith("val_")}
+
+
 def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, class_weight,
            train: Split, evaluation: Split):
-    """Trains (pruning, then optional QAT) under MirroredStrategy; returns (model, plan)."""
+    """Trains (distillation from a teacher if configured, pruning, then optional QAT) under
+    MirroredStrategy; returns (model, pruning plan, the teacher's validation metrics)."""
     batches, validation = _datasets(train, evaluation, config, fn_args.eval_steps)
-    plan = None
+    plan, teacher, teacher_metrics = None, None, None
     strategy = tf.distribute.MirroredStrategy()
+    if config.teacher_width_multiplier:
+        teacher, teacher_metrics = _train_teacher(fn_args, tf_transform_output, config, steps,
+                                                  class_weight, batches, validation, strategy)
     with strategy.scope():
         model = model_lib.build_model(tf_transform_output, config.hidden_units,
                                       config.embedding_dim)
@@ -313,10 +354,12 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
                                             config.pruning_begin_fraction,
                                             config.pruning_end_fraction)
             model = compression.prune_dense_layers(model, plan)
-        model_lib.compile_model(model, config.learning_rate)
+        trained = model if teacher is None else distillation.Distiller(
+            model, teacher, config.distillation_alpha, config.distillation_temperature)
+        model_lib.compile_model(trained, config.learning_rate)
     callbacks = (compression.pruning_callbacks(fn_args.model_run_dir) if plan else
                  [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    _fit(model, batches, validation, fn_args.eval_steps, (0, config.epochs), steps,
+    _fit(trained, batches, validation, fn_args.eval_steps, (0, config.epochs), steps,
          class_weight, callbacks)
 
     with strategy.scope():
@@ -329,12 +372,22 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
         _fit(model, batches, validation, fn_args.eval_steps,
              (config.epochs, config.epochs + config.qat_epochs), steps, class_weight,
              [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
-    return model, plan
+    return model, plan, teacher_metrics
+
+
+def _distillation_report(config: TrainerConfig, teacher_metrics: Optional[dict]):
+    if not config.teacher_width_multiplier:
+        return None
+    return {"teacher_hidden_units": list(teacher_hidden_units(config)),
+            "alpha": config.distillation_alpha, "temperature": config.distillation_temperature,
+            "teacher_validation": teacher_metrics}
 
 
 def write_reports(model_run_dir: str, config: TrainerConfig, model, plan,
-                  counts: Dict[int, int], class_weight, synthetic_frauds: int = 0) -> None:
-    """compression.json (achieved sparsity) and class_balance.json, for the run summary."""
+                  counts: Dict[int, int], class_weight, synthetic_frauds: int = 0,
+                  teacher_metrics: Optional[dict] = None) -> None:
+    """compression.json (achieved sparsity, parameters, distillation) and class_balance.json,
+    for the run summary."""
     sparsity = compression.dense_kernel_sparsity(model)
     write_json(model_run_dir, COMPRESSION_FILE, {
         "target_sparsity": config.target_sparsity,
@@ -342,6 +395,8 @@ def write_reports(model_run_dir: str, config: TrainerConfig, model, plan,
         "quantization_aware": config.quantization_aware,
         "dense_kernel_sparsity": sparsity,
         "min_dense_kernel_sparsity": min(sparsity.values()),
+        **compression.parameter_counts(model),
+        "distillation": _distillation_report(config, teacher_metrics),
     })
     write_json(model_run_dir, CLASS_BALANCE_FILE, {
         "label_counts": {str(label): counts.get(label, 0) for label in CLASSES},
@@ -370,6 +425,19 @@ def _write_calibration(model_run_dir: str, model, evaluation: Split, shift: floa
     })
 
 
+def _write_tflite(model_run_dir: str, model, train: Split, seed: Optional[int]) -> None:
+    """The model's two int8 TFLite forms; activations calibrated on random training rows."""
+    rows = np.random.default_rng(seed).choice(
+        len(train.labels), min(len(train.labels), compression.TFLITE_CALIBRATION_ROWS),
+        replace=False)
+    sample = {name: value[rows] for name, value in train.model_inputs().items()}
+    for name, calibration_inputs in ((compression.TFLITE_FILE, sample),
+                                     (compression.TFLITE_WEIGHTS_FILE, None)):
+        content = compression.tflite_int8(model, model_lib.OUTPUT_LAYER, calibration_inputs)
+        with tf.io.gfile.GFile(os.path.join(model_run_dir, name), "wb") as f:
+            f.write(content)
+
+
 def _with_synthetic_frauds(train: Split, config: TrainerConfig) -> Tuple[Split, int]:
     """The training split with the configured synthetic frauds appended, and their number."""
     synthetic = synthetic_minority.synthetic_frauds(
@@ -396,10 +464,13 @@ def run_fn(fn_args) -> None:
     shift = logit_shift(counts, class_weight, synthetic)
     steps = steps_per_epoch(fn_args.train_steps, len(train.labels), config)
 
-    model, plan = _train(fn_args, tf_transform_output, config, steps, class_weight, train,
-                         evaluation)
-    write_reports(fn_args.model_run_dir, config, model, plan, counts, class_weight, synthetic)
+    model, plan, teacher_metrics = _train(fn_args, tf_transform_output, config, steps,
+                                          class_weight, train, evaluation)
+    write_reports(fn_args.model_run_dir, config, model, plan, counts, class_weight, synthetic,
+                  teacher_metrics)
     _write_calibration(fn_args.model_run_dir, model, evaluation, shift)
+    if config.tflite_int8:
+        _write_tflite(fn_args.model_run_dir, model, train, config.seed)
 
     warmup_needed = sum(export.WARMUP_BATCH_SIZES[i % len(export.WARMUP_BATCH_SIZES)]
                         for i in range(config.warmup_examples))

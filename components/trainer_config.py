@@ -36,6 +36,19 @@ class TrainerConfig:
     # Quantization-aware fine-tuning after pruning, for `qat_epochs` more epochs.
     quantization_aware: bool = False
     qat_epochs: int = 1
+    # Fraud Trainer, knowledge distillation: a teacher whose hidden layers are
+    # this many times wider than `hidden_units` trains first, then the
+    # network of `hidden_units` (the student, which is pruned, quantized and
+    # exported as configured) learns from the labels and the teacher's
+    # softened scores (components/distillation.py). 0: no teacher.
+    teacher_width_multiplier: int = 0
+    distillation_alpha: float = 0.5
+    distillation_temperature: float = 2.0
+    # Fraud Trainer: also write 8-bit post-training quantized TFLite forms of
+    # the trained network (the model after the Transform) into the model_run
+    # directory, for in-process scoring with the TFLite interpreter: int8
+    # weights and activations, and int8 weights with float activations.
+    tflite_int8: bool = False
     # Number of warmup requests (PredictionLog records, at most 1000) written
     # into assets.extra.
     warmup_examples: int = 16

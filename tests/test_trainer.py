@@ -90,6 +90,15 @@ def trained_synthetic(raw_data, tmp_path_factory):
     return fn_args, drawn
 
 
+@pytest.fixture(scope="module")
+def trained_distilled(raw_data, tmp_path_factory):
+    """run_fn with a teacher twice as wide, pruning the student, and the int8 TFLite form."""
+    fn_args = make_fn_args(raw_data, tmp_path_factory.mktemp("trained_distilled"), epochs=1,
+                           seed=3, teacher_width_multiplier=2, tflite_int8=True)
+    trainer.run_fn(fn_args)
+    return fn_args
+
+
 def _read_json(directory, name):
     with open(os.path.join(directory, name)) as f:
         return json.load(f)
@@ -284,6 +293,53 @@ def test_quantization_aware_model_exports_sparse_and_consistent(trained_qat, raw
     assert len(kernels) == 3
     for name, kernel in kernels.items():
         assert np.mean(kernel == 0.0) >= 0.5, name
+
+
+# ---------------------------------------------------------------------------
+# A distilled student, and the int8 TFLite form.
+
+def test_the_distilled_student_is_exported_pruned_and_its_teacher_recorded(
+        trained_distilled, raw_data):
+    report = _read_json(trained_distilled.model_run_dir, trainer.COMPRESSION_FILE)
+    distilled = report["distillation"]
+    assert distilled["teacher_hidden_units"] == [64, 32]
+    assert (distilled["alpha"], distilled["temperature"]) == (0.5, 2.0)
+    assert 0.0 <= distilled["teacher_validation"]["val_pr_auc"] <= 1.0
+    assert report["nonzero_parameters"] < report["trainable_parameters"]
+    assert os.path.isdir(os.path.join(trained_distilled.model_run_dir, trainer.TEACHER_LOG_DIR))
+    loaded_student = tf.saved_model.load(trained_distilled.serving_model_dir)
+    kernels = _dense_kernels(loaded_student)
+    assert sorted(kernel.shape[1] for kernel in kernels.values()) == [1, 16, 32]
+    for name, kernel in kernels.items():
+        assert np.mean(kernel == 0.0) >= 0.5, name
+    _assert_signatures_agree(loaded_student, raw_data["eval_rows"][:32])
+
+
+def test_the_tflite_form_scores_like_the_served_model(trained_distilled, raw_data):
+    rows = raw_data["eval_rows"][:50]
+    evaluation = transformed_arrays.read_split(
+        trained_distilled.eval_files, trained_distilled.data_accessor,
+        raw_data["transform_output"])
+    inputs = {name: value[:len(rows)] for name, value in evaluation.model_inputs().items()}
+    served = tf.saved_model.load(trained_distilled.serving_model_dir).signatures[
+        "serving_default"](examples=_serialized(rows))[contract.RAW_SCORE_KEY].numpy()
+    # int8 weights only stay close to the float model; int8 activations too lose more,
+    # most where all inputs share one scale in the concatenation.
+    for name, tolerance in ((compression.TFLITE_WEIGHTS_FILE, 0.01),
+                            (compression.TFLITE_FILE, 0.15)):
+        with open(os.path.join(trained_distilled.model_run_dir, name), "rb") as f:
+            content = f.read()
+        for batch_size in (1, 7):
+            scores = compression.TfliteScorer(content, batch_size).probabilities(inputs)
+            assert scores.shape == served.shape
+            np.testing.assert_allclose(scores, served, atol=tolerance, err_msg=name)
+            assert np.corrcoef(scores, served)[0, 1] > 0.9, name
+
+
+def test_tflite_int8_of_a_quantization_aware_model_is_refused():
+    config = dataclasses.replace(TrainerConfig(), tflite_int8=True, quantization_aware=True)
+    with pytest.raises(UsageError, match="trainer.tflite_int8"):
+        trainer.validate_trainer_config(config)
 
 
 def test_balanced_resampling_replaces_class_weights(trained_qat):
