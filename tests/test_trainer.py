@@ -24,6 +24,8 @@ from common.errors import DataError, UsageError
 from components import (calibration, compression, features, synthetic_minority, trainer,
                         transformed_arrays)
 from pipeline.configs import CREDIT_TRAINER, PipelineConfig, TrainerConfig, credit_defaults
+from serving.options import SESSION
+from serving.servable import load_servable
 # The session-scoped synthetic data and Transform graph, shared with test_preprocessing.
 from test_preprocessing import raw_data  # noqa: F401
 from test_synthetic_minority import parents
@@ -334,6 +336,20 @@ def test_the_tflite_form_scores_like_the_served_model(trained_distilled, raw_dat
             assert scores.shape == served.shape
             np.testing.assert_allclose(scores, served, atol=tolerance, err_msg=name)
             assert np.corrcoef(scores, served)[0, 1] > 0.9, name
+
+
+def test_every_variant_serves_on_the_servers_session_call_path(
+        trained, trained_qat, trained_distilled, raw_data):
+    examples = _serialized(raw_data["eval_rows"][:16])
+    for fn_args in (trained, trained_qat, trained_distilled):
+        servable = load_servable("fraud", 1, fn_args.serving_model_dir, model_call_path=SESSION)
+        assert servable.call_path == SESSION, servable.fallback_reason
+        served = servable.run(contract.SERVING_DEFAULT,
+                              {contract.EXAMPLES_INPUT: examples.numpy().astype(object)},
+                              [contract.OUTPUT_KEY])[contract.OUTPUT_KEY]
+        expected = tf.saved_model.load(fn_args.serving_model_dir).signatures[
+            contract.SERVING_DEFAULT](examples=examples)[contract.OUTPUT_KEY].numpy()
+        np.testing.assert_allclose(served, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_tflite_int8_of_a_quantization_aware_model_is_refused():
