@@ -171,7 +171,8 @@ def tflite_int8(model: tf.keras.Model, output_layer: str,
     With `calibration_inputs` (model input name -> [rows, 1] array of training
     rows, each one calibration step) the activations are int8 too; without,
     they stay float (dynamic-range quantization). Full int8 concatenates all
-    inputs at one scale, so features of small range lose precision there.
+    inputs at one scale, set by the widest (the z-scores), so features of small
+    range such as fraud rates lose their precision there.
     """
     converter = tf.lite.TFLiteConverter.from_keras_model(logit_model(model, output_layer))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
