@@ -35,12 +35,13 @@ Steps:
    achieved sparsity and parameter counts, and the Brier score and ECE of the
    raw and the calibrated score on the eval split as JSON in `model_run_dir`
    (class_balance.json, compression.json, calibration.json); optionally the
-   model's int8 TFLite form there too (`tflite_int8`, compression.TFLITE_FILE).
+   model's two int8 TFLite forms there too (`tflite_int8`:
+   compression.TFLITE_FILE and TFLITE_WEIGHTS_FILE).
 5. Export the serving model with its signatures and warmup requests.
 
 The variants a bank compares (benchmarks/compression.py) are configs of this
 one Trainer: dense (`target_sparsity: 0`), pruned (the default), pruned and
-quantization-aware, a distilled student, and the int8 TFLite form.
+quantization-aware, a distilled student, and the int8 TFLite forms.
 """
 import dataclasses
 import json
