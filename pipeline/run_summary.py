@@ -276,6 +276,18 @@ def _sparsity_text(compression: Optional[dict]) -> str:
     return text + (", quantization-aware" if compression.get("quantization_aware") else "")
 
 
+def _parameters_text(compression: Optional[dict]) -> str:
+    """E.g. "869 trainable, 869 non-zero; distilled from a [64, 32] teacher"."""
+    if not compression or compression.get("trainable_parameters") is None:
+        return "-"
+    text = (f"{compression['trainable_parameters']} trainable, "
+            f"{compression['nonzero_parameters']} non-zero")
+    distillation = compression.get("distillation")
+    if distillation:
+        text += f"; distilled from a {distillation['teacher_hidden_units']} teacher"
+    return text
+
+
 def _calibration_lines(calibration: Optional[dict]) -> List[str]:
     """Brier and ECE on the eval split of the raw and the calibrated score, when measured."""
     if not calibration:
@@ -339,6 +351,7 @@ def format_summary(summary: RunSummary, evaluation) -> str:
         pushed += " (this model was already served there; not pushed again)"
     lines += table_lines([
         ("sparsity:", _sparsity_text(summary.compression)),
+        ("parameters:", _parameters_text(summary.compression)),
         ("model size:", size),
         ("pushed model:", pushed),
         ("TensorBoard logs:", summary.tensorboard_dir or "-"),

@@ -6,6 +6,8 @@ import pytest
 import tensorflow as tf
 
 from components import distillation
+from pipeline import run_summary
+from pipeline.configs import EvalConfig
 
 
 def _column(value):
@@ -77,3 +79,13 @@ def test_the_distiller_trains_the_student_only_and_reports_the_distillation_loss
         0.5, 2.0)
     assert reported["loss"] == pytest.approx(float(tf.reduce_mean(expected)), rel=1e-5)
     assert set(reported) == {"loss", "auc"}
+
+
+def test_the_run_summary_names_the_parameters_and_the_teacher():
+    summary = run_summary.RunSummary(metadata_path="m", compression={
+        "min_dense_kernel_sparsity": 0.0, "target_sparsity": 0.0,
+        "trainable_parameters": 869, "nonzero_parameters": 869,
+        "distillation": {"teacher_hidden_units": [64, 32]}})
+    lines = run_summary.format_summary(summary, EvalConfig()).splitlines()
+    assert ("parameters: 869 trainable, 869 non-zero; distilled from a [64, 32] teacher".split()
+            in [line.split() for line in lines])
