@@ -29,6 +29,7 @@ import argparse
 import gzip
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -44,7 +45,9 @@ import serving_latency  # noqa: E402  # chooses Keras 2 before TensorFlow loads
 from measure import riskpipe_command, work_directory, write_yaml  # noqa: E402
 from pipeline_scale import model_scores, node_execution, node_outputs, read_split, simulate  # noqa: E402,E501
 from scoring import quality  # noqa: E402
+from components import compression  # noqa: E402
 from components.metric_names import KS, PR_AUC, RECALL_AT_FPR, ROC_AUC  # noqa: E402
+from components.trainer import COMPRESSION_FILE  # noqa: E402
 from pipeline import pipeline as dag  # noqa: E402
 
 SMALL = [16, 8]
@@ -61,8 +64,8 @@ VARIANTS = (
     (DISTILLED, {"hidden_units": SMALL, "target_sparsity": 0.0, "teacher_width_multiplier": 4}),
 )
 # The default variant's TFLite forms: (row name, file in its model_run directory).
-TFLITE_FORMS = (("TFLite int8 of the default", "TFLITE_FILE"),
-                ("TFLite int8 weights of the default", "TFLITE_WEIGHTS_FILE"))
+TFLITE_FORMS = (("TFLite int8 of the default", compression.TFLITE_FILE),
+                ("TFLite int8 weights of the default", compression.TFLITE_WEIGHTS_FILE))
 UPSTREAM_TRAINER = {"epochs": 1, "target_sparsity": 0.0}
 MAX_NONZERO_SHARE = 0.25
 MAX_PR_AUC_LOSS = 0.01
@@ -159,7 +162,7 @@ class Server:
 
     def measure(self, name: str, model_dir: str, examples, requests: int):
         """(median ms, server CPU ms per transaction) under 8 clients of one transaction."""
-        base = os.path.join(self.work, "served", str(abs(hash(name))), "fraud")
+        base = os.path.join(self.work, "served", re.sub(r"\W+", "-", name), "fraud")
         os.makedirs(base)
         os.symlink(os.path.abspath(model_dir), os.path.join(base, "1"))
         process, port = serving_latency.start_riskpipe(base, self.files.server_ssl_config,
@@ -184,7 +187,7 @@ def measure_variant(result: dict, evaluation, server: Server, name: str, request
     from pipeline.run_summary import read_model_run_json  # pylint: disable=import-outside-toplevel
 
     serialized, labels = evaluation
-    report = read_model_run_json(result["model_run"], "compression.json")
+    report = read_model_run_json(result["model_run"], COMPRESSION_FILE)
     scores = model_scores(result["model_dir"], serialized)
     examples = list(serialized[:64])
     size, gzipped = saved_model_bytes(result["model_dir"])
@@ -196,14 +199,11 @@ def measure_variant(result: dict, evaluation, server: Server, name: str, request
             "distillation": report["distillation"]}
 
 
-def measure_tflite(result: dict, evaluation_inputs, labels, attribute: str) -> dict:
+def measure_tflite(result: dict, evaluation_inputs, labels, file_name: str) -> dict:
     """A TFLite form of the default variant, scored on the transformed eval split."""
-    # pylint: disable=import-outside-toplevel
-    import numpy as np
+    import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from components import compression
-
-    path = os.path.join(result["model_run"], getattr(compression, attribute))
+    path = os.path.join(result["model_run"], file_name)
     with open(path, "rb") as handle:
         content = handle.read()
     scores = compression.TfliteScorer(content, 512).probabilities(evaluation_inputs)
@@ -319,8 +319,8 @@ def main(argv=None) -> int:
                 for name, result in trained.items()}
         served = set(rows)
         inputs = transformed_eval_inputs(work, labels)
-        for name, attribute in TFLITE_FORMS:
-            rows[name] = measure_tflite(trained[DEFAULT], inputs, labels, attribute)
+        for name, file_name in TFLITE_FORMS:
+            rows[name] = measure_tflite(trained[DEFAULT], inputs, labels, file_name)
         with open(os.path.join(work, "compression.json"), "w") as handle:
             json.dump(rows, handle, indent=1, default=str)
         met = print_report(args, rows, served)
