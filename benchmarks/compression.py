@@ -42,10 +42,11 @@ if REPO not in sys.path:
 
 # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
 import serving_latency  # noqa: E402  # chooses Keras 2 before TensorFlow loads
-from measure import riskpipe_command, work_directory, write_yaml  # noqa: E402
+from measure import fresh_work_directory, riskpipe_command, write_yaml  # noqa: E402
 from pipeline_scale import model_scores, node_execution, node_outputs, read_split, simulate  # noqa: E402,E501
 from scoring import quality  # noqa: E402
 from components import compression  # noqa: E402
+from components.credit.metrics import ks  # noqa: E402
 from components.metric_names import KS, PR_AUC, RECALL_AT_FPR, ROC_AUC  # noqa: E402
 from components.trainer import COMPRESSION_FILE  # noqa: E402
 from pipeline import pipeline as dag  # noqa: E402
@@ -89,6 +90,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _slug(name: str) -> str:
+    """A variant's name as a file name."""
+    return re.sub(r"\W+", "-", name).strip("-")
+
+
 def run_variant(args, work: str, data: str, name: str, trainer: dict) -> dict:
     """`riskpipe run` with the variant's trainer section; its Trainer outputs and CPU seconds."""
     # pylint: disable=import-outside-toplevel
@@ -96,7 +102,7 @@ def run_variant(args, work: str, data: str, name: str, trainer: dict) -> dict:
 
     print(f"\n{name}: trainer {trainer}", flush=True)
     root = os.path.join(work, "pipeline")
-    config = write_yaml(os.path.join(work, f"variant-{len(os.listdir(work))}.yaml"),
+    config = write_yaml(os.path.join(work, _slug(name) + ".yaml"),
                         {"trainer": {"seed": args.seed, **trainer}})
     subprocess.run(riskpipe_command(
         "run", "--data", data, "--pipeline-root", root, "--serving-root",
@@ -162,7 +168,7 @@ class Server:
 
     def measure(self, name: str, model_dir: str, examples, requests: int):
         """(median ms, server CPU ms per transaction) under 8 clients of one transaction."""
-        base = os.path.join(self.work, "served", re.sub(r"\W+", "-", name), "fraud")
+        base = os.path.join(self.work, "served", _slug(name), "fraud")
         os.makedirs(base)
         os.symlink(os.path.abspath(model_dir), os.path.join(base, "1"))
         process, port = serving_latency.start_riskpipe(base, self.files.server_ssl_config,
@@ -177,12 +183,6 @@ class Server:
         return row[7], row[6]  # the 8x1 load's p50, the server's CPU ms per transaction
 
 
-def ks_of(labels, scores) -> float:
-    from components.credit.metrics import ks  # pylint: disable=import-outside-toplevel
-
-    return ks(labels, scores)
-
-
 def measure_variant(result: dict, evaluation, server: Server, name: str, requests: int) -> dict:
     from pipeline.run_summary import read_model_run_json  # pylint: disable=import-outside-toplevel
 
@@ -195,7 +195,7 @@ def measure_variant(result: dict, evaluation, server: Server, name: str, request
     return {"trainable": report["trainable_parameters"], "nonzero": report["nonzero_parameters"],
             "bytes": size, "gzipped": gzipped, "us": in_process_us(result["model_dir"], examples),
             "served_ms": served_ms, "cpu_ms": cpu_ms, **quality(labels, scores),
-            KS: ks_of(labels, scores), "trainer_cpu_s": result["trainer_cpu_s"],
+            KS: ks(labels, scores), "trainer_cpu_s": result["trainer_cpu_s"],
             "distillation": report["distillation"]}
 
 
@@ -216,7 +216,7 @@ def measure_tflite(result: dict, evaluation_inputs, labels, file_name: str) -> d
     with open(path, "rb") as handle:
         gzipped = len(gzip.compress(handle.read()))
     return {"bytes": len(content), "gzipped": gzipped, "us": us, **quality(labels, scores),
-            KS: ks_of(labels, scores)}
+            KS: ks(labels, scores)}
 
 
 def transformed_eval_inputs(work: str, labels):
@@ -300,10 +300,7 @@ def check_targets(rows: dict, served: dict) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    with work_directory(args.work_dir, "riskpipe-compression-") as work:
-        if os.path.exists(os.path.join(work, "pipeline")):
-            raise SystemExit(f"--work-dir {work} already holds a benchmark; use another")
-        os.makedirs(work, exist_ok=True)
+    with fresh_work_directory(args.work_dir, "riskpipe-compression-") as work:
         data = args.data or os.path.join(work, "raw")
         if not args.data:
             print(f"simulating {args.transactions:,} transactions ...", flush=True)

@@ -25,6 +25,17 @@ def work_directory(work_dir: Optional[str], prefix: str) -> Iterator[str]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def fresh_work_directory(work_dir: Optional[str], prefix: str) -> Iterator[str]:
+    """`work_directory`, refused when it already holds a benchmark's pipeline root: a second
+    run there would read the first one's cached components as its own."""
+    with work_directory(work_dir, prefix) as work:
+        if os.path.exists(os.path.join(work, "pipeline")):
+            raise SystemExit(f"--work-dir {work} already holds a benchmark; use another")
+        os.makedirs(work, exist_ok=True)
+        yield work
+
+
 def write_yaml(path: str, config: dict) -> str:
     """Writes a `riskpipe run --config` file; returns its path."""
     import yaml  # pylint: disable=import-outside-toplevel

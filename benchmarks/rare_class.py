@@ -29,7 +29,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 # pylint: disable=wrong-import-position  # benchmarks/ is on sys.path
-from measure import riskpipe_command, work_directory
+from measure import fresh_work_directory, riskpipe_command
 from pipeline_scale import model_scores, node_execution, node_outputs, read_split, simulate
 from scoring import pr_auc_by_scenario, quality
 from pipeline import pipeline as dag  # noqa: E402  # after pipeline_scale chose Keras 2
@@ -144,10 +144,7 @@ def print_report(args, results, evaluation) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    with work_directory(args.work_dir, "riskpipe-rare-") as work:
-        if os.path.exists(os.path.join(work, "pipeline")):
-            raise SystemExit(f"--work-dir {work} already holds a benchmark; use another")
-        os.makedirs(work, exist_ok=True)
+    with fresh_work_directory(args.work_dir, "riskpipe-rare-") as work:
         print(f"simulating {args.transactions:,} transactions ...", flush=True)
         simulate(args, args.transactions, os.path.join(work, "raw"))
         run_mode(args, work, "upstream", UPSTREAM_TRAINER)

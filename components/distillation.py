@@ -19,14 +19,15 @@ from typing import Optional
 
 import tensorflow as tf
 
+from components.export import logit
+
 # Keras's binary cross-entropy clips probabilities to [EPSILON, 1 - EPSILON].
 EPSILON = 1e-7
 
 
 def logit_of(probability: tf.Tensor) -> tf.Tensor:
     """The logit of a sigmoid output, clipped away from 0 and 1 where float32 saturates."""
-    p = tf.clip_by_value(probability, EPSILON, 1.0 - EPSILON)
-    return tf.math.log(p) - tf.math.log1p(-p)
+    return logit(tf.clip_by_value(probability, EPSILON, 1.0 - EPSILON))
 
 
 def distillation_loss(labels: tf.Tensor, student_logits: tf.Tensor, teacher_logits: tf.Tensor,
