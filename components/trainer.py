@@ -3,9 +3,10 @@
 Wiring: the Trainer reads the *raw* FeatureGen examples together with the
 Transform graph (`Trainer(examples=<FeatureGen examples>,
 transform_graph=transform.outputs['transform_graph'], ...)`; Transform may run
-with `materialize=False`). Each split goes once through the same Transform
-layer the serving signatures apply, so there is one preprocessing path, and
-training runs on the transformed arrays in memory
+with `materialize=False`). Each split goes once through the lean transform the
+serving signatures apply (components/lean_transform.py: the Transform's
+constants, checked against its layer), so there is one preprocessing path,
+and training runs on the transformed arrays in memory
 (components/transformed_arrays.py); the warmup requests are real raw eval
 examples.
 
@@ -55,12 +56,14 @@ import tensorflow_transform as tft
 
 from common.errors import DataError, UsageError
 from common.serving_contract import MAX_WARMUP_RECORDS, OUTPUT_KEY, RAW_SCORE_KEY
-from components import calibration, compression, distillation, export, synthetic_minority
+from components import (calibration, compression, distillation, export, lean_transform,
+                        synthetic_minority)
 from components import model as model_lib
 from components.features import LABEL_KEY, MODEL_FEATURES, OPTIONAL_FEATURES
 from components.preprocessing import LABEL_COUNTS_VOCAB
 from components.trainer_config import TrainerConfig
-from components.transformed_arrays import READ_BATCH_SIZE, Split, read_split
+from components.transformed_arrays import (READ_BATCH_SIZE, Split, read_split_with,
+                                           serialized_records)
 
 CLASS_WEIGHT_SCHEMES = ("balanced", "sqrt", "none")
 CLASSES = (0, 1)
@@ -100,7 +103,8 @@ def validate_trainer_config(config: TrainerConfig) -> None:
         fail("class_weight_scheme", f"must be one of {', '.join(CLASS_WEIGHT_SCHEMES)}")
     if not config.hidden_units or min(config.hidden_units) < 1:
         fail("hidden_units", "must be a non-empty list of positive sizes")
-    for field in ("embedding_dim", "batch_size", "epochs", "qat_epochs", "synthetic_neighbours"):
+    for field in ("embedding_dim", "batch_size", "epochs", "qat_epochs", "synthetic_neighbours",
+                  "steps_per_execution"):
         if getattr(config, field) < 1:
             fail(field, "must be at least 1")
     if not 0.0 <= config.synthetic_fraud_ratio < math.inf:
@@ -207,14 +211,18 @@ def _list_files(patterns: Sequence[str]) -> List[str]:
 
 def read_serialized_examples(patterns: Sequence[str], limit: int) -> List[bytes]:
     """Up to `limit` serialized tf.Examples from TFRecord files (gzipped when *.gz)."""
-    records: List[bytes] = []
-    for path in _list_files(patterns):
-        compression_type = "GZIP" if path.endswith(".gz") else ""
-        dataset = tf.data.TFRecordDataset(path, compression_type=compression_type)
-        records.extend(record.numpy() for record in dataset.take(limit - len(records)))
-        if len(records) >= limit:
-            break
-    return records
+    return [record.numpy() for record in serialized_records(_list_files(patterns)).take(limit)]
+
+
+def read_splits(fn_args, tf_transform_output: tft.TFTransformOutput) -> Tuple[Split, Split]:
+    """The train and eval splits through the lean serving transform, as arrays."""
+    feature_spec = export.serving_feature_spec(tf_transform_output)
+    lean = lean_transform.LeanTransform.from_transform_output(tf_transform_output, feature_spec)
+    spec = lean_transform.parse_spec(feature_spec)
+    names = model_lib.input_names(tf_transform_output)
+    train, evaluation = (read_split_with(_list_files(patterns), lean, spec, names)
+                         for patterns in (fn_args.train_files, fn_args.eval_files))
+    return train, evaluation
 
 
 def check_raw_examples(patterns: Sequence[str]) -> None:
@@ -329,7 +337,7 @@ def _train_teacher(fn_args, tf_transform_output, config: TrainerConfig, steps: i
     with strategy.scope():
         teacher = model_lib.build_model(tf_transform_output, teacher_hidden_units(config),
                                         config.embedding_dim, name="teacher")
-        model_lib.compile_model(teacher, config.learning_rate)
+        model_lib.compile_model(teacher, config.learning_rate, config.steps_per_execution)
     history = _fit(teacher, batches, validation, fn_args.eval_steps, (0, config.epochs), steps,
                    class_weight, [tf.keras.callbacks.TensorBoard(
                        log_dir=os.path.join(fn_args.model_run_dir, TEACHER_LOG_DIR))])
@@ -357,7 +365,7 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
             model = compression.prune_dense_layers(model, plan)
         trained = model if teacher is None else distillation.Distiller(
             model, teacher, config.distillation_alpha, config.distillation_temperature)
-        model_lib.compile_model(trained, config.learning_rate)
+        model_lib.compile_model(trained, config.learning_rate, config.steps_per_execution)
     callbacks = (compression.pruning_callbacks(fn_args.model_run_dir) if plan else
                  [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
     _fit(trained, batches, validation, fn_args.eval_steps, (0, config.epochs), steps,
@@ -368,7 +376,8 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, steps: int, clas
             model = compression.strip_pruning(model)
         if config.quantization_aware:
             model = compression.quantize_dense_layers(model)
-            model_lib.compile_model(model, config.learning_rate * QAT_LEARNING_RATE_SCALE)
+            model_lib.compile_model(model, config.learning_rate * QAT_LEARNING_RATE_SCALE,
+                                    config.steps_per_execution)
     if config.quantization_aware:
         _fit(model, batches, validation, fn_args.eval_steps,
              (config.epochs, config.epochs + config.qat_epochs), steps, class_weight,
@@ -459,9 +468,8 @@ def run_fn(fn_args) -> None:
     # Computed (and both classes checked) even when resampling replaces them.
     weights = class_weights(counts, config.class_weight_scheme)
     class_weight = None if config.balanced_resampling else weights
-    train, synthetic = _with_synthetic_frauds(
-        read_split(fn_args.train_files, fn_args.data_accessor, tf_transform_output), config)
-    evaluation = read_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+    train, evaluation = read_splits(fn_args, tf_transform_output)
+    train, synthetic = _with_synthetic_frauds(train, config)
     shift = logit_shift(counts, class_weight, synthetic)
     steps = steps_per_epoch(fn_args.train_steps, len(train.labels), config)
 

@@ -15,6 +15,11 @@ class TrainerConfig:
     embedding_dim: int = 4
     batch_size: int = 256
     epochs: int = 6
+    # Training batches per call of the compiled train step (Keras's
+    # steps_per_execution): the same steps and the same model, for less
+    # per-step Python; at 1 M transactions, 64 instead of 84 CPU seconds of
+    # training at 1 and 32 with an identical PR-AUC.
+    steps_per_execution: int = 32
     learning_rate: float = 1e-3
     # "balanced" (n / (2 * n_class)), "sqrt" (square root of balanced) or "none".
     # sqrt keeps fraud weighted up without pushing every score towards 1: at

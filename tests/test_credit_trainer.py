@@ -63,7 +63,7 @@ def config():
 
 def _train(model, config, tmp_path):
     strategy = tf.distribute.get_strategy()
-    model_lib.compile_model(model, config.learning_rate)
+    model_lib.compile_model(model, config.learning_rate, config.steps_per_execution)
     board = tf.keras.callbacks.TensorBoard(log_dir=str(tmp_path))
     return credit_trainer._fit_dense(model, strategy, _split(400, 0), _split(100, 1), config,
                                      None, board)

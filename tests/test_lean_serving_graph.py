@@ -30,7 +30,7 @@ def _train(tf_transform_output, rows):
     """A small model fitted briefly on rows, then half its first kernel zeroed, as if pruned."""
     tf.keras.utils.set_random_seed(3)
     model = model_lib.build_model(tf_transform_output, (32, 16), embedding_dim=4)
-    model_lib.compile_model(model, learning_rate=0.003)
+    model_lib.compile_model(model, learning_rate=0.003, steps_per_execution=1)
     spec = export.serving_feature_spec(tf_transform_output)
     transformed = tf_transform_output.transform_features_layer()(
         tf.io.parse_example(_serialized(rows), spec))

@@ -1,5 +1,6 @@
 """components/statistics_gen: StatisticsGen on a random sample of the splits above a cap."""
 import dataclasses
+import json
 import os
 
 import pytest
@@ -10,9 +11,8 @@ from components.statistics_gen import executor
 from pipeline import pipeline as dag
 from pipeline.configs import PipelineConfig, StatisticsConfig, credit_defaults, load_config
 
-# Rows per split of the executor test. The train split is sampled at 0.1; TFDV
-# keeps or drops whole record batches of up to 1,000 rows, so all 5,000 rows
-# survive only if every one of at least five batches does (p <= 1e-5).
+# Rows per split of the executor test: the train split is sampled at 0.1,
+# each record on its own, so about 500 +- 21 of its 5,000 rows are kept.
 TRAIN_ROWS, EVAL_ROWS, CAP = 5000, 500, 500
 
 
@@ -71,8 +71,32 @@ def test_executor_samples_only_the_split_above_the_cap(tmp_path):
     statistics.uri = str(tmp_path / "statistics")
     executor.Executor().Do({"examples": [examples]}, {"statistics": [statistics]},
                            {"max_examples": CAP, "exclude_splits": "[]"})
-    assert _described_examples(statistics, "train") < TRAIN_ROWS
+    sampled = _described_examples(statistics, "train")
+    assert abs(sampled - CAP) < 100
     assert _described_examples(statistics, "eval") == EVAL_ROWS
+    assert json.loads(statistics.get_json_value_custom_property("sample_rate_by_split")) == {
+        "train": CAP / TRAIN_ROWS, "eval": 1.0}
+
+    # The same records on a second run: statistics of the same data compare alike.
+    again = standard_artifacts.ExampleStatistics()
+    again.uri = str(tmp_path / "again")
+    executor.Executor().Do({"examples": [examples]}, {"statistics": [again]},
+                           {"max_examples": CAP, "exclude_splits": "[]"})
+    assert _described_examples(again, "train") == sampled
+
+
+def test_records_are_sampled_independently_at_the_rate():
+    records = [f"record {i}".encode() for i in range(20_000)]
+    kept = [record for record in records if executor.is_sampled(record, 0.25)]
+    assert abs(len(kept) - 5000) < 300
+    # Neighbours are kept independently: no run of kept records is long.
+    flags = [executor.is_sampled(record, 0.25) for record in records]
+    longest, run = 0, 0
+    for flag in flags:
+        run = run + 1 if flag else 0
+        longest = max(longest, run)
+    assert longest < 15
+    assert all(executor.is_sampled(record, 1.0) for record in records[:100])
 
 
 def test_executor_reads_every_row_of_splits_of_unknown_size(tmp_path):

@@ -456,9 +456,26 @@ def test_prior_correction_of_each_scheme():
 
 
 @pytest.fixture(scope="module")
-def train_split(trained, raw_data):
-    return transformed_arrays.read_split(trained.train_files, trained.data_accessor,
-                                         raw_data["transform_output"])
+def splits(trained, raw_data):
+    """The train and eval splits as the Trainer reads them (the lean serving transform)."""
+    return trainer.read_splits(trained, raw_data["transform_output"])
+
+
+@pytest.fixture(scope="module")
+def train_split(splits):
+    return splits[0]
+
+
+def test_the_trainer_reads_what_the_transform_layer_computes(trained, splits, raw_data):
+    for split, files in zip(splits, (trained.train_files, trained.eval_files)):
+        reference = transformed_arrays.read_split(files, trained.data_accessor,
+                                                  raw_data["transform_output"])
+        np.testing.assert_array_equal(split.labels, reference.labels)
+        assert split.features.keys() == reference.features.keys()
+        for name, values in reference.features.items():
+            assert split.features[name].dtype == values.dtype, name
+            np.testing.assert_allclose(split.features[name], values, rtol=1e-5, atol=1e-5,
+                                       err_msg=name)
 
 
 def test_a_split_is_read_through_the_transform_once_in_file_order(train_split, raw_data):
@@ -509,6 +526,8 @@ def test_trainer_config_errors_name_the_field():
         trainer.trainer_config({"early_stopping_patience": -2})
     with pytest.raises(UsageError, match="warmup_examples"):
         trainer.trainer_config({"warmup_examples": 1001})
+    with pytest.raises(UsageError, match="trainer.steps_per_execution must be at least 1"):
+        trainer.trainer_config({"steps_per_execution": 0})
     for ratio in (-0.5, float("nan"), float("inf")):
         with pytest.raises(UsageError, match="trainer.synthetic_fraud_ratio .*per real fraud"):
             trainer.trainer_config({"synthetic_fraud_ratio": ratio})
@@ -532,8 +551,13 @@ def test_transformed_examples_are_rejected_with_a_clear_error(tmp_path):
 def test_the_same_seed_trains_the_same_model(raw_data, tmp_path):
     examples = _serialized(raw_data["eval_rows"][:64])
     scores, reports = {}, {}
-    for run, seed in (("a", 11), ("b", 11), ("c", 12)):
-        fn_args = make_fn_args(raw_data, tmp_path / run, epochs=1, seed=seed)
+    # Run d takes one batch per call of the train step instead of the default
+    # steps_per_execution: the same steps, so the same model.
+    for run, seed, steps_per_execution in (("a", 11, None), ("b", 11, None), ("c", 12, None),
+                                           ("d", 11, 1)):
+        options = {} if steps_per_execution is None else {
+            "steps_per_execution": steps_per_execution}
+        fn_args = make_fn_args(raw_data, tmp_path / run, epochs=1, seed=seed, **options)
         trainer.run_fn(fn_args)
         model = tf.saved_model.load(fn_args.serving_model_dir)
         scores[run] = model.signatures["serving_default"](
@@ -542,3 +566,4 @@ def test_the_same_seed_trains_the_same_model(raw_data, tmp_path):
     np.testing.assert_array_equal(scores["a"], scores["b"])
     assert reports["a"] == reports["b"]
     assert not np.array_equal(scores["a"], scores["c"])
+    np.testing.assert_allclose(scores["d"], scores["a"], rtol=1e-5, atol=1e-7)

@@ -109,7 +109,7 @@ def _fit_dense(model, strategy, fit: Split, validation: Split, config: TrainerCo
                         _dense_callbacks(board, config)).epoch), None
     with strategy.scope():
         _set_deep_path_trainable(model, False)
-        model_lib.compile_model(model, config.learning_rate)
+        model_lib.compile_model(model, config.learning_rate, config.steps_per_execution)
     # The wide path alone is a convex problem regularised by its L2 term, as a
     # logistic regression is: trained to convergence of the training loss, not
     # stopped early on the small validation slice's noise.
@@ -119,7 +119,7 @@ def _fit_dense(model, strategy, fit: Split, validation: Split, config: TrainerCo
     wide_weights = {layer.name: layer.get_weights() for layer in model.layers}
     with strategy.scope():
         _set_deep_path_trainable(model, True)
-        model_lib.compile_model(model, config.learning_rate)
+        model_lib.compile_model(model, config.learning_rate, config.steps_per_execution)
     epoch = len(wide.epoch)
     both = _fit(model, fit, validation, config, (epoch, epoch + config.epochs), class_weight,
                 _dense_callbacks(board, config))
@@ -170,7 +170,7 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, train: 
     strategy = tf.distribute.MirroredStrategy()
     with strategy.scope():
         model = _model(tf_transform_output, config, columns)
-        model_lib.compile_model(model, config.learning_rate)
+        model_lib.compile_model(model, config.learning_rate, config.steps_per_execution)
     epoch, wide_first = _fit_dense(model, strategy, fit, validation, config, class_weight,
                                    board)
     plan = None
@@ -180,7 +180,7 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, train: 
                                         config.pruning_end_fraction)
         with strategy.scope():
             model = compression.prune_dense_layers(model, plan, trained=True)
-            model_lib.compile_model(model, config.learning_rate)
+            model_lib.compile_model(model, config.learning_rate, config.steps_per_execution)
         _fit(model, fit, validation, config, (epoch, epoch + config.pruning_epochs),
              class_weight, compression.pruning_callbacks(fn_args.model_run_dir))
         epoch += config.pruning_epochs
@@ -189,8 +189,9 @@ def _train(fn_args, tf_transform_output, config: TrainerConfig, columns, train: 
     if config.quantization_aware:
         with strategy.scope():
             model = compression.quantize_dense_layers(model)
-            model_lib.compile_model(model,
-                                    config.learning_rate * fraud_trainer.QAT_LEARNING_RATE_SCALE)
+            model_lib.compile_model(
+                model, config.learning_rate * fraud_trainer.QAT_LEARNING_RATE_SCALE,
+                config.steps_per_execution)
         _fit(model, fit, validation, config, (epoch, epoch + config.qat_epochs), class_weight,
              [board])
     return model, plan, wide_first

@@ -88,16 +88,23 @@ def _check_unique(ordered: Sequence[Transaction], key_name: str, key: str) -> No
                                f"than once ({key_name} {key})")
 
 
+def rows_by_terminal(path: str) -> Iterator[Tuple[str, Row]]:
+    """A raw file's transactions as (terminal_id, row): parsed and keyed in one step."""
+    for txn in read_transactions(path):
+        yield txn.terminal_id, to_row(txn)
+
+
 def terminal_features(
         keyed: Tuple[str, Iterable[Row]]
 ) -> Iterator[Tuple[str, Tuple[Row, Dict[str, float]]]]:
     """(terminal_id, rows) -> (card_id, (row, terminal features)) for each transaction."""
     terminal_id, rows = keyed
-    ordered = sorted((Transaction(*row) for row in rows), key=features.sort_key)
-    _check_unique(ordered, "terminal", terminal_id)
+    ordered = sorted(((Transaction(*row), row) for row in rows),
+                     key=lambda item: features.sort_key(item[0]))
+    _check_unique([txn for txn, _ in ordered], "terminal", terminal_id)
     history = features.TerminalHistory()
-    for txn in ordered:
-        yield txn.card_id, (to_row(txn), history.features_for(txn))
+    for txn, row in ordered:
+        yield txn.card_id, (row, history.features_for(txn))
         history.record(txn)
 
 
@@ -137,8 +144,7 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], split_uris: Di
         pipeline
         | "RawFiles" >> beam.Create(list(files))
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Parse" >> beam.FlatMap(read_transactions)
-        | "KeyByTerminal" >> beam.Map(lambda txn: (txn.terminal_id, to_row(txn)))
+        | "ParseByTerminal" >> beam.FlatMap(rows_by_terminal)
         | "GroupByTerminal" >> beam.GroupByKey()
         | "TerminalFeatures" >> beam.FlatMap(terminal_features)
         | "GroupByCard" >> beam.GroupByKey()

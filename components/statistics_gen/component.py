@@ -1,8 +1,9 @@
 """StatisticsGen: the standard TFX StatisticsGen with a cap on the examples it reads per split.
 
 Same inputs, outputs and parameters as tfx.components.StatisticsGen, plus
-`max_examples`: a split known to hold more rows is computed on a random
-sample of about that many (executor.py explains why that is enough).
+`max_examples`: a split known to hold more rows is described from a random
+sample of about that many records, drawn before decoding (executor.py
+explains why that is enough).
 """
 from typing import List, Optional
 
