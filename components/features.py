@@ -645,11 +645,28 @@ def _entry_prefix(name: str, kind: str, size: int) -> bytes:
     return b"\x0a" + _varint(len(entry) + size) + entry
 
 
-def _float32(name: str, value: Any) -> bytes:
-    try:
-        return struct.pack("<f", value)
-    except (OverflowError, struct.error) as err:
-        raise ValueError(f"feature '{name}': {value!r} is not a float32") from err
+_PACK_FLOAT32 = struct.Struct("<f").pack
+# A float feature's value is always four bytes: its whole entry prefix is fixed.
+_FLOAT_PREFIXES = {name: _entry_prefix(name, "float", 4)
+                   for name, kind in FEATURE_TYPES.items() if kind == "float"}
+
+
+def _value_error(name: str, value: Any) -> ValueError:
+    if value is None:
+        return ValueError(f"feature '{name}' is None; leave an undefined feature out")
+    return ValueError(f"feature '{name}': {value!r} is not a float32")
+
+
+def _int_or_bytes(name: str, value: Any) -> Tuple[str, bytes]:
+    """(kind, encoded value) of an int or string feature."""
+    kind = FEATURE_TYPES.get(name)
+    if kind is None:
+        raise ValueError(f"unknown feature '{name}'")
+    if value is None:
+        raise _value_error(name, value)
+    if kind == "int":
+        return kind, _varint(int(value))
+    return kind, value if isinstance(value, bytes) else str(value).encode("utf-8")
 
 
 def serialize_example(features: Mapping[str, Any]) -> bytes:
@@ -662,19 +679,19 @@ def serialize_example(features: Mapping[str, Any]) -> bytes:
     are errors.
     """
     entries = []
+    append = entries.append
     for name, value in features.items():
-        kind = FEATURE_TYPES.get(name)
-        if kind is None:
-            raise ValueError(f"unknown feature '{name}'")
-        if value is None:
-            raise ValueError(f"feature '{name}' is None; leave an undefined feature out")
-        if kind == "float":
-            data = _float32(name, value)
-        elif kind == "int":
-            data = _varint(int(value))
+        prefix = _FLOAT_PREFIXES.get(name)
+        if prefix is not None:
+            try:
+                append(prefix)
+                append(_PACK_FLOAT32(value))
+            except (OverflowError, struct.error) as err:
+                raise _value_error(name, value) from err
         else:
-            data = value if isinstance(value, bytes) else str(value).encode("utf-8")
-        entries.append(_entry_prefix(name, kind, len(data)) + data)
+            kind, data = _int_or_bytes(name, value)
+            append(_entry_prefix(name, kind, len(data)))
+            append(data)
     body = b"".join(entries)
     return b"\x0a" + _varint(len(body)) + body
 

@@ -13,6 +13,7 @@ import tensorflow_model_analysis as tfma
 
 from common.serving_contract import DEFAULT_PROBABILITY_KEY, OUTPUT_KEY, SERVING_DEFAULT
 from components.credit.config import CreditBlessing
+from components import tfma_metrics
 from components.credit.tfma_metrics import credit_metric_configs
 from components.features import LABEL_KEY
 from components.metric_names import (EXAMPLE_COUNT, KS, PR_AUC, PRECISION, RECALL,
@@ -30,8 +31,8 @@ NUM_THRESHOLDS = 10000
 GATED_METRICS = (PRECISION, RECALL)
 
 
-def _metric(class_name: str, **config) -> tfma.MetricConfig:
-    return tfma.MetricConfig(class_name=class_name, config=json.dumps(config))
+def _metric(class_name: str, module: str = "", **config) -> tfma.MetricConfig:
+    return tfma.MetricConfig(class_name=class_name, module=module, config=json.dumps(config))
 
 
 def _gated(class_name: str, name: str, threshold: float, lower_bound: float,
@@ -40,7 +41,8 @@ def _gated(class_name: str, name: str, threshold: float, lower_bound: float,
 
     Small slices (a rare merchant category) are reported but do not gate.
     """
-    return _bless(_metric(class_name, name=name, thresholds=[threshold]), lower_bound, max_drop)
+    return _bless(_metric(class_name, tfma_metrics.MODULE, name=name, thresholds=[threshold]),
+                  lower_bound, max_drop)
 
 
 def metric_configs(config: EvalConfig) -> List[tfma.MetricConfig]:
@@ -49,8 +51,10 @@ def metric_configs(config: EvalConfig) -> List[tfma.MetricConfig]:
         _metric("ExampleCount", name=EXAMPLE_COUNT),
         _metric("AUC", name=ROC_AUC, curve="ROC", num_thresholds=NUM_THRESHOLDS),
         _metric("AUCPrecisionRecall", name=PR_AUC, num_thresholds=NUM_THRESHOLDS),
-        _gated("Precision", PRECISION, config.threshold, config.min_precision, config.max_drop),
-        _gated("Recall", RECALL, config.threshold, config.min_recall, config.max_drop),
+        _gated(tfma_metrics.PRECISION_CLASS_NAME, PRECISION, config.threshold,
+               config.min_precision, config.max_drop),
+        _gated(tfma_metrics.RECALL_CLASS_NAME, RECALL, config.threshold, config.min_recall,
+               config.max_drop),
         _metric("RecallAtFalsePositiveRate", name=RECALL_AT_FPR,
                 false_positive_rate=RECALL_FPR, num_thresholds=NUM_THRESHOLDS),
     ]
