@@ -494,14 +494,20 @@ def test_balanced_resampling_draws_both_classes_equally(train_split):
 
 
 def test_training_batches_are_shuffled_passes_over_the_split(train_split):
-    batches = list(trainer.training_batches(train_split, batch_size=100, seed=0).take(12))
-    labels = np.concatenate([label.numpy()[:, 0] for _, label in batches])
     n = len(train_split.labels)
-    # The first pass holds every row once, in another order than the file's.
-    assert np.sort(labels[:n]).tolist() == np.sort(train_split.labels).tolist()
-    amounts = np.concatenate([inputs["amount_xf"].numpy()[:, 0] for inputs, _ in batches])
-    np.testing.assert_array_equal(np.sort(amounts[:n]), np.sort(train_split.features["amount_xf"]))
-    assert not np.array_equal(amounts[:n], train_split.features["amount_xf"])
+    passes = 2 * n // 100 + 1
+
+    def amounts(seed):
+        batches = trainer.training_batches(train_split, batch_size=100, seed=seed).take(passes)
+        return np.concatenate([inputs["amount_xf"].numpy()[:, 0] for inputs, _ in batches])
+
+    stream, file_order = amounts(0), train_split.features["amount_xf"]
+    # Each pass holds every row once, in another order than the file's and the last pass's.
+    for one_pass in (stream[:n], stream[n:2 * n]):
+        np.testing.assert_array_equal(np.sort(one_pass), np.sort(file_order))
+        assert not np.array_equal(one_pass, file_order)
+    assert not np.array_equal(stream[:n], stream[n:2 * n])
+    np.testing.assert_array_equal(amounts(0), stream)
 
 
 def test_pruning_plan_ends_on_an_update_step():

@@ -6,7 +6,6 @@ promote, then a second canary rolled back. Not one request may fail, and the
 canary's share of the traffic must be close to the configured share.
 """
 import argparse
-import dataclasses
 import itertools
 import json
 import os
@@ -51,8 +50,8 @@ def endless_stream():
     for lap in itertools.count():
         shift = lap * lap_seconds
         for txn in base:
-            yield dataclasses.replace(
-                txn, transaction_id=f"{lap}-{txn.transaction_id}",
+            yield txn._replace(
+                transaction_id=f"{lap}-{txn.transaction_id}",
                 timestamp=txn.timestamp + shift, label_known_at=txn.label_known_at + shift)
 
 
