@@ -292,12 +292,20 @@ def training_batches(train: Split, batch_size: int, seed: Optional[int] = None,
     a gather; `seed` fixes the order (with seeded training, the same data give
     the same model).
     """
-    inputs = {name: tf.constant(value) for name, value in train.model_inputs().items()}
+    # The inputs stacked by dtype: a batch is two gathers and two splits, not
+    # one gather per input (those cost a fifth of the training CPU).
+    names_by_dtype: Dict[np.dtype, List[str]] = {}
+    for name, value in train.features.items():
+        names_by_dtype.setdefault(value.dtype, []).append(name)
+    stacks = {dtype: tf.constant(np.stack([train.features[name] for name in names], axis=1))
+              for dtype, names in names_by_dtype.items()}
     labels = tf.constant(_float_labels(train))
 
     def gather(rows):
-        return {name: tf.gather(value, rows) for name, value in inputs.items()}, tf.gather(
-            labels, rows)
+        inputs = {}
+        for dtype, names in names_by_dtype.items():
+            inputs.update(zip(names, tf.split(tf.gather(stacks[dtype], rows), len(names), axis=1)))
+        return inputs, tf.gather(labels, rows)
 
     return (_row_batches(train.labels, batch_size, seed, balanced)
             .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
