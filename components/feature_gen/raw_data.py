@@ -104,41 +104,50 @@ def read_transactions(path: str, labelled: bool = True) -> Iterator[Transaction]
     """Parses every row of one raw CSV file; unlabelled rows may lack the label columns."""
     with _csv_rows(path) as reader:
         header = next(reader, [])
-        columns = column_indexes(path, header, labelled)
+        fields = _fields(column_indexes(path, header, labelled), labelled)
         for row in reader:
             if not row:
                 continue  # a blank line holds no transaction
             if len(row) != len(header):
                 raise RawDataError(f"{path}:{reader.line_num}: row has {len(row)} fields, "
                                    f"the header has {len(header)}")
-            yield parse_row(path, reader.line_num, row, columns, labelled)
+            yield parse_row(path, reader.line_num, row, fields)
 
 
-def parse_row(path: str, line: int, row: Sequence[str], columns: Dict[str, int],
-              labelled: bool = True) -> Transaction:
-    """One CSV row as a Transaction; RawDataError naming file, line and column otherwise."""
+Field = Tuple[str, int, type, bool]
+
+
+def _fields(columns: Dict[str, int], labelled: bool) -> List[Field]:
+    """(name, position, type, may be empty) of each column read, worked out once per file."""
     may_be_empty = OPTIONAL_COLUMNS if labelled else OPTIONAL_COLUMNS | set(LABEL_COLUMNS)
-    values = {name: _parse_value(path, line, name, row[index], may_be_empty)
-              for name, index in columns.items()}
+    return [(name, index, RAW_COLUMNS[name], name in may_be_empty)
+            for name, index in columns.items()]
+
+
+def parse_row(path: str, line: int, row: Sequence[str], fields: Sequence[Field]) -> Transaction:
+    """One CSV row as a Transaction; RawDataError naming file, line and column otherwise.
+
+    An empty optional column is left at the Transaction's default.
+    """
+    values = {}
+    for name, index, kind, may_be_empty in fields:
+        text = row[index].strip()
+        if not text:
+            if not may_be_empty:
+                raise RawDataError(f"{path}:{line}: column '{name}': empty value")
+            if kind is str:
+                values[name] = ""
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            raise RawDataError(f"{path}:{line}: column '{name}': cannot parse '{text}' as "
+                               f"{kind.__name__}") from None
+        if kind is float and not math.isfinite(value):
+            raise RawDataError(f"{path}:{line}: column '{name}': '{text}' is not a finite number")
+        values[name] = value
     _check_row(path, line, values)
-    return Transaction(**{name: value for name, value in values.items() if value is not None})
-
-
-def _parse_value(path: str, line: int, name: str, text: str, may_be_empty):
-    text = text.strip()
-    if not text:
-        if name in may_be_empty:
-            return "" if RAW_COLUMNS[name] is str else None
-        raise RawDataError(f"{path}:{line}: column '{name}': empty value")
-    kind = RAW_COLUMNS[name]
-    try:
-        value = kind(text)
-    except ValueError:
-        raise RawDataError(f"{path}:{line}: column '{name}': cannot parse '{text}' as "
-                           f"{kind.__name__}") from None
-    if kind is float and not math.isfinite(value):
-        raise RawDataError(f"{path}:{line}: column '{name}': '{text}' is not a finite number")
-    return value
+    return Transaction(**values)
 
 
 def _check_row(path: str, line: int, values: Dict) -> None:
