@@ -5,7 +5,7 @@
 
 TFMA's own Precision and Recall at explicit thresholds count every example in
 a combiner of their own, in Python, example by example: on the fraud eval
-split that cost more CPU than all the AUCs together. These are the same
+split that added about 7 CPU seconds to a 60 s Evaluator. These are the same
 metrics (TFMA's classes, same values, same blessing thresholds) with their
 confusion matrix derived from the 10,000-bucket calibration histogram that
 AUC, AUCPrecisionRecall and RecallAtFalsePositiveRate share, so they add no
@@ -15,14 +15,21 @@ threshold is counted on one side, which moves only scores within 1e-4 of it.
 They are module-level classes, so Beam pickles them by reference; TFMA imports
 this module from `module` on every worker.
 """
+import json
 from typing import Dict, List, Optional, Union
 
+import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import (binary_confusion_matrices,
                                                confusion_matrix_metrics, metric_types)
 
 MODULE = __name__
 PRECISION_CLASS_NAME = "HistogramPrecision"
 RECALL_CLASS_NAME = "HistogramRecall"
+
+
+def metric_config(class_name: str, module: str = "", **config) -> tfma.MetricConfig:
+    """A tfma.MetricConfig of TFMA's `class_name`, or of one from `module`, with `config`."""
+    return tfma.MetricConfig(class_name=class_name, module=module, config=json.dumps(config))
 
 
 class _FromHistogram:

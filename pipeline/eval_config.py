@@ -12,12 +12,13 @@ from typing import List
 import tensorflow_model_analysis as tfma
 
 from common.serving_contract import DEFAULT_PROBABILITY_KEY, OUTPUT_KEY, SERVING_DEFAULT
-from components.credit.config import CreditBlessing
 from components import tfma_metrics
+from components.credit.config import CreditBlessing
 from components.credit.tfma_metrics import credit_metric_configs
 from components.features import LABEL_KEY
 from components.metric_names import (EXAMPLE_COUNT, KS, PR_AUC, PRECISION, RECALL,
                                      RECALL_AT_FPR, ROC_AUC)
+from components.tfma_metrics import metric_config
 from pipeline.configs import EvalConfig
 
 # The Evaluator feeds the raw eval examples to the signature that parses
@@ -31,32 +32,28 @@ NUM_THRESHOLDS = 10000
 GATED_METRICS = (PRECISION, RECALL)
 
 
-def _metric(class_name: str, module: str = "", **config) -> tfma.MetricConfig:
-    return tfma.MetricConfig(class_name=class_name, module=module, config=json.dumps(config))
-
-
 def _gated(class_name: str, name: str, threshold: float, lower_bound: float,
            max_drop: float) -> tfma.MetricConfig:
     """A metric at `threshold` that blesses on the overall slice only.
 
     Small slices (a rare merchant category) are reported but do not gate.
     """
-    return _bless(_metric(class_name, tfma_metrics.MODULE, name=name, thresholds=[threshold]),
-                  lower_bound, max_drop)
+    metric = metric_config(class_name, tfma_metrics.MODULE, name=name, thresholds=[threshold])
+    return _bless(metric, lower_bound, max_drop)
 
 
 def metric_configs(config: EvalConfig) -> List[tfma.MetricConfig]:
     """The reported metrics; precision and recall carry the blessing thresholds."""
     return [
-        _metric("ExampleCount", name=EXAMPLE_COUNT),
-        _metric("AUC", name=ROC_AUC, curve="ROC", num_thresholds=NUM_THRESHOLDS),
-        _metric("AUCPrecisionRecall", name=PR_AUC, num_thresholds=NUM_THRESHOLDS),
+        metric_config("ExampleCount", name=EXAMPLE_COUNT),
+        metric_config("AUC", name=ROC_AUC, curve="ROC", num_thresholds=NUM_THRESHOLDS),
+        metric_config("AUCPrecisionRecall", name=PR_AUC, num_thresholds=NUM_THRESHOLDS),
         _gated(tfma_metrics.PRECISION_CLASS_NAME, PRECISION, config.threshold,
                config.min_precision, config.max_drop),
         _gated(tfma_metrics.RECALL_CLASS_NAME, RECALL, config.threshold, config.min_recall,
                config.max_drop),
-        _metric("RecallAtFalsePositiveRate", name=RECALL_AT_FPR,
-                false_positive_rate=RECALL_FPR, num_thresholds=NUM_THRESHOLDS),
+        metric_config("RecallAtFalsePositiveRate", name=RECALL_AT_FPR,
+                      false_positive_rate=RECALL_FPR, num_thresholds=NUM_THRESHOLDS),
     ]
 
 

@@ -24,7 +24,6 @@ the exact KS of components/credit/metrics.ks and equals it when every pair of
 distinct scores has a cut between them; Gini is 2 * AUC - 1 of TFMA's
 interpolated (trapezoidal) ROC-AUC on the same grid.
 """
-import json
 from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
@@ -33,6 +32,7 @@ from tensorflow_model_analysis.metrics import binary_confusion_matrices, confusi
 from tensorflow_model_analysis.metrics import metric_types
 
 from components.metric_names import BRIER, EXAMPLE_COUNT, GINI, KS, PR_AUC, ROC_AUC
+from components.tfma_metrics import metric_config
 
 MODULE = __name__
 KS_CLASS_NAME = "KolmogorovSmirnov"
@@ -95,10 +95,6 @@ class Gini(confusion_matrix_metrics.AUC):
         return float(2.0 * auc - 1.0)
 
 
-def _metric(class_name: str, module: str = "", **config) -> tfma.MetricConfig:
-    return tfma.MetricConfig(class_name=class_name, module=module, config=json.dumps(config))
-
-
 def credit_metric_configs(num_thresholds: int) -> List[tfma.MetricConfig]:
     """ExampleCount, ROC-AUC, PR-AUC, KS, Gini and Brier, named from components.metric_names.
 
@@ -106,10 +102,10 @@ def credit_metric_configs(num_thresholds: int) -> List[tfma.MetricConfig]:
     thresholds are set here (the caller adds them on KS and ROC_AUC).
     """
     return [
-        _metric("ExampleCount", name=EXAMPLE_COUNT),
-        _metric("AUC", name=ROC_AUC, curve="ROC", num_thresholds=num_thresholds),
-        _metric("AUCPrecisionRecall", name=PR_AUC, num_thresholds=num_thresholds),
-        _metric(KS_CLASS_NAME, MODULE, name=KS, num_thresholds=num_thresholds),
-        _metric(GINI_CLASS_NAME, MODULE, name=GINI, num_thresholds=num_thresholds),
-        _metric("MeanSquaredError", name=BRIER),
+        metric_config("ExampleCount", name=EXAMPLE_COUNT),
+        metric_config("AUC", name=ROC_AUC, curve="ROC", num_thresholds=num_thresholds),
+        metric_config("AUCPrecisionRecall", name=PR_AUC, num_thresholds=num_thresholds),
+        metric_config(KS_CLASS_NAME, MODULE, name=KS, num_thresholds=num_thresholds),
+        metric_config(GINI_CLASS_NAME, MODULE, name=GINI, num_thresholds=num_thresholds),
+        metric_config("MeanSquaredError", name=BRIER),
     ]
