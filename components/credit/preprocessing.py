@@ -90,7 +90,9 @@ def label(x, name: str) -> tf.Tensor:
     checks = [
         tf.debugging.assert_equal(tf.reduce_all(present), True,
                                   message=f"label column '{name}' is absent from some examples"),
-        tf.debugging.assert_equal(tf.reduce_all((value == 0) | (value == 1)), True,
+        # tf.equal, not ==: the Transform builds this graph in TF1 mode, where ==
+        # compares the tensor objects.
+        tf.debugging.assert_equal(tf.reduce_all(tf.equal(value, 0) | tf.equal(value, 1)), True,
                                   message=f"label column '{name}' must hold 0 or 1"),
     ]
     with tf.control_dependencies(checks):
