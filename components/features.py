@@ -200,51 +200,28 @@ def _micros(amount: float) -> int:
     return round(amount * 1e6)
 
 
-def _expired(entries: Deque[tuple], t: int, seconds: int):
-    """Pops and yields the oldest entries (timestamp first) out of a `seconds` window at `t`."""
-    while entries and t - entries[0][0] >= seconds:
-        yield entries.popleft()
-
-
-class _WindowSum:
-    """Count and amount sum (in micro-units) of the transactions in a sliding time window."""
-
-    def __init__(self, name: str, seconds: int):
-        self.seconds = seconds
-        self.count_name = f"card_txn_count_{name}"
-        self.sum_name = f"card_amount_sum_{name}"
-        self._micros = 0
-        self._entries: Deque[Tuple[int, int]] = collections.deque()
-
-    @property
-    def count(self) -> int:
-        return len(self._entries)
-
-    @property
-    def total(self) -> float:
-        return self._micros / 1e6
-
-    def advance(self, t: int) -> None:
-        """Drops the entries that fall out of the window as of time `t`."""
-        for _, micros in _expired(self._entries, t, self.seconds):
-            self._micros -= micros
-
-    def add(self, t: int, amount: float) -> None:
-        micros = _micros(amount)
-        self._entries.append((t, micros))
-        self._micros += micros
+_COUNT_NAMES = tuple(f"card_txn_count_{name}" for name, _ in CARD_WINDOWS)
+_SUM_NAMES = tuple(f"card_amount_sum_{name}" for name, _ in CARD_WINDOWS)
 
 
 class CardHistory:
     """The features of one card's transactions, fed in (timestamp, transaction_id) order.
 
-    Memory: the transactions of the last 30 days plus a constant.
+    The windows share one list of the card's transactions, oldest first: a
+    window is the list's tail from its own start index on, with its amount sum
+    kept as entries leave it. (One list rather than a queue per window: each
+    transaction is stored once, and a window advances by moving an index.)
+    Memory: the transactions of the last 30 days plus a constant; entries
+    older than the longest window are dropped once they are half the list.
     """
 
     def __init__(self):
-        self._windows = [_WindowSum(name, seconds) for name, seconds in CARD_WINDOWS]
-        self._month = self._windows[-1]
         self._clock = _Clock("card")
+        self._times: List[int] = []
+        self._micros: List[int] = []
+        self._starts = [0] * len(CARD_WINDOWS)
+        self._sums = [0] * len(CARD_WINDOWS)
+        self._advanced_to: Optional[int] = None
         self._last_timestamp: Optional[int] = None
         # (timestamp, latitude, longitude) of the last located card-present transaction.
         self._last_fix: Optional[Tuple[int, float, float]] = None
@@ -253,11 +230,13 @@ class CardHistory:
         """The card features of `txn`, from the transactions recorded before it."""
         self._clock.advance(txn)
         t = txn.timestamp
+        self._advance(t)
+        total = len(self._times)
         out: Dict[str, Any] = {}
-        for window in self._windows:
-            window.advance(t)
-            out[window.count_name] = window.count
-            out[window.sum_name] = window.total
+        for count_name, sum_name, start, micros in zip(_COUNT_NAMES, _SUM_NAMES, self._starts,
+                                                       self._sums):
+            out[count_name] = total - start
+            out[sum_name] = micros / 1e6
         if self._last_timestamp is not None:
             out["seconds_since_prev_txn"] = float(t - self._last_timestamp)
         here = _location(txn)
@@ -266,21 +245,42 @@ class CardHistory:
             distance = haversine_km(prev_lat, prev_lon, here[0], here[1])
             out["distance_from_prev_km"] = distance
             out["speed_from_prev_kmh"] = distance / max(t - prev_t, 1) * 3600.0
-        if self._month.count and self._month.total > 0:
-            out["amount_to_mean_30d"] = txn.amount * self._month.count / self._month.total
+        month_count, month_micros = total - self._starts[-1], self._sums[-1]
+        if month_count and month_micros > 0:
+            out["amount_to_mean_30d"] = txn.amount * month_count / (month_micros / 1e6)
         return out
 
     def record(self, txn: Transaction) -> None:
         """Adds `txn` to the history, after its features were taken."""
         self._clock.advance(txn)
         t = txn.timestamp
-        for window in self._windows:
-            window.advance(t)
-            window.add(t, txn.amount)
+        self._advance(t)
+        micros = _micros(txn.amount)
+        self._times.append(t)
+        self._micros.append(micros)
+        self._sums = [total + micros for total in self._sums]
         self._last_timestamp = t
         here = _location(txn)
         if here is not None:
             self._last_fix = (t, here[0], here[1])
+
+    def _advance(self, t: int) -> None:
+        """Moves each window's start past the entries that are out of it at time `t`."""
+        if t == self._advanced_to:  # features_for then record: nothing left since
+            return
+        self._advanced_to = t
+        times, micros, end = self._times, self._micros, len(self._times)
+        for index, (_, seconds) in enumerate(CARD_WINDOWS):
+            start, total = self._starts[index], self._sums[index]
+            while start < end and t - times[start] >= seconds:
+                total -= micros[start]
+                start += 1
+            self._starts[index], self._sums[index] = start, total
+        expired = self._starts[-1]  # out of the longest window: out of every window
+        if expired > 32 and 2 * expired > end:
+            del times[:expired]
+            del micros[:expired]
+            self._starts = [start - expired for start in self._starts]
 
 
 # Fixed-point scale of the unit vectors summed for a card's usual time and
@@ -293,6 +293,8 @@ def _fixed(*components: float) -> Tuple[int, ...]:
     return tuple(round(c * _UNIT) for c in components)
 
 
+# One entry: a transaction's features and then its record ask for the same one.
+@functools.lru_cache(maxsize=1)
 def _clock_vector(timestamp: int) -> Tuple[int, ...]:
     """The UTC time of day on the unit circle: 23:59 sits next to 00:00."""
     angle = 2 * math.pi * (timestamp % DAY) / DAY
@@ -387,8 +389,9 @@ class CardProfile:
         self._tally(entry, 1)
 
     def _advance(self, t: int) -> None:
-        for entry in _expired(self._entries, t, PROFILE_WINDOW):
-            self._tally(entry, -1)
+        entries = self._entries
+        while entries and t - entries[0][0] >= PROFILE_WINDOW:
+            self._tally(entries.popleft(), -1)
 
     def _tally(self, entry: tuple, sign: int) -> None:
         _, category, channel, micros, clock, place = entry
@@ -649,6 +652,9 @@ _PACK_FLOAT32 = struct.Struct("<f").pack
 # A float feature's value is always four bytes: its whole entry prefix is fixed.
 _FLOAT_PREFIXES = {name: _entry_prefix(name, "float", 4)
                    for name, kind in FEATURE_TYPES.items() if kind == "float"}
+# So is an int feature's below 128 (one varint byte): most counts, hours and flags.
+_SMALL_INT_PREFIXES = {name: _entry_prefix(name, "int", 1)
+                       for name, kind in FEATURE_TYPES.items() if kind == "int"}
 
 
 def _value_error(name: str, value: Any) -> ValueError:
@@ -688,6 +694,9 @@ def serialize_example(features: Mapping[str, Any]) -> bytes:
                 append(_PACK_FLOAT32(value))
             except (OverflowError, struct.error) as err:
                 raise _value_error(name, value) from err
+        elif type(value) is int and 0 <= value < 128 and name in _SMALL_INT_PREFIXES:
+            append(_SMALL_INT_PREFIXES[name])
+            append(_ONE_BYTE[value])
         else:
             kind, data = _int_or_bytes(name, value)
             append(_entry_prefix(name, kind, len(data)))

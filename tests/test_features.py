@@ -133,6 +133,29 @@ def test_card_windows_expire_after_their_length():
     assert "distance_from_prev_km" not in sixth
 
 
+def test_card_windows_over_a_long_history_match_a_direct_count():
+    """Four months of a busy card: every window equals counting the earlier transactions
+    directly, and the history keeps no more than about two windows' worth of them."""
+    import random
+    rng = random.Random(7)
+    stream, t = [], T0
+    for index in range(3000):
+        t += rng.choice((0, 5, 600, HOUR, 5 * HOUR))
+        stream.append(txn(f"l{index:05d}", t, amount=float(rng.randint(0, 500))))
+    history = CardHistory()
+    for position, current in enumerate(stream):
+        got = history.features_for(current)
+        for name, seconds in features.CARD_WINDOWS:
+            earlier = [e for e in stream[max(0, position - 2000):position]
+                       if current.timestamp - e.timestamp < seconds]
+            assert got[f"card_txn_count_{name}"] == len(earlier), (position, name)
+            assert got[f"card_amount_sum_{name}"] == pytest.approx(
+                sum(e.amount for e in earlier), abs=1e-6), (position, name)
+        history.record(current)
+        in_month = got["card_txn_count_30d"] + 1
+        assert len(history._times) <= 2 * in_month + 33  # pylint: disable=protected-access
+
+
 def test_card_zero_mean_amount_leaves_ratio_absent():
     out = run_card([txn("z1", T0, amount=0.0), txn("z2", T0 + 60, amount=5.0)])
     assert out[1]["card_txn_count_1h"] == 1
