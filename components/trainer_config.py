@@ -35,6 +35,12 @@ class TrainerConfig:
     # resampling; the served probability stays calibrated to the real fraud rate.
     synthetic_fraud_ratio: float = 0.0
     synthetic_neighbours: int = 5
+    # Fraud Trainer, negative downsampling: each epoch trains on every fraud
+    # and this share of the legitimate transactions, drawn afresh per epoch,
+    # so an epoch costs that much less and the passes together still see most
+    # of them. The served probability is corrected as for a class weight of
+    # this size on the legitimate class. 1: every transaction in every epoch.
+    negative_sampling_rate: float = 1.0
     target_sparsity: float = 0.5
     pruning_begin_fraction: float = 0.2
     pruning_end_fraction: float = 0.8

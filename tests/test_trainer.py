@@ -510,6 +510,44 @@ def test_training_batches_are_shuffled_passes_over_the_split(train_split):
     np.testing.assert_array_equal(amounts(0), stream)
 
 
+def test_negative_sampling_keeps_every_fraud_and_a_fresh_share_of_the_rest():
+    labels = np.zeros(20_000, dtype=np.int64)
+    labels[::50] = 1
+    fraud = tf.constant(labels == 1)
+
+    def one_pass(epoch, seed=0):
+        return trainer.pass_rows(fraud, seed, 0.25, tf.constant(epoch, tf.int64)).numpy()
+
+    first, second = one_pass(0), one_pass(1)
+    for rows in (first, second):
+        assert len(set(rows)) == len(rows)  # no row twice in a pass
+        assert set(np.flatnonzero(labels == 1)) <= set(rows)
+        legit = len(rows) - int(labels.sum())
+        assert 0.23 < legit / int((labels == 0).sum()) < 0.27
+    assert set(first) != set(second)
+    np.testing.assert_array_equal(one_pass(0), first)
+    every = trainer.pass_rows(fraud, 0, 1.0, tf.constant(0, tf.int64)).numpy()
+    np.testing.assert_array_equal(np.sort(every), np.arange(len(labels)))
+
+
+def test_negative_sampling_shortens_the_epoch_and_shifts_the_prior_as_a_weight():
+    labels = np.array([1] * 100 + [0] * 900)
+    config = TrainerConfig(batch_size=50, negative_sampling_rate=0.2)
+    assert trainer.steps_per_epoch(None, labels, config) == (100 + 180) // 50 + 1
+    counts = {0: 900, 1: 100}
+    none = trainer.class_weights(counts, "none")
+    # Training on 180 of 900 legitimate rows is a legitimate weight of 0.2: odds x 5.
+    assert trainer.logit_shift(counts, none, 0, 0.2) == pytest.approx(math.log(5))
+    trained_rate = 100 / (100 + 0.2 * 900)
+    assert _sigmoid(_logit(trained_rate) - math.log(5)) == pytest.approx(0.1)
+    for bad, match in ((dict(negative_sampling_rate=0.0), "must be in \\(0, 1\\]"),
+                       (dict(negative_sampling_rate=1.5), "must be in \\(0, 1\\]"),
+                       (dict(negative_sampling_rate=0.5, balanced_resampling=True),
+                        "is below 1 with balanced_resampling")):
+        with pytest.raises(UsageError, match="trainer.negative_sampling_rate " + match):
+            trainer.validate_trainer_config(TrainerConfig(**bad))
+
+
 def test_pruning_plan_ends_on_an_update_step():
     plan = compression.pruning_plan(total_steps=57, target_sparsity=0.5, begin_fraction=0.2,
                                     end_fraction=0.8)
