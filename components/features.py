@@ -655,6 +655,7 @@ _FLOAT_PREFIXES = {name: _entry_prefix(name, "float", 4)
 # So is an int feature's below 128 (one varint byte): most counts, hours and flags.
 _SMALL_INT_PREFIXES = {name: _entry_prefix(name, "int", 1)
                        for name, kind in FEATURE_TYPES.items() if kind == "int"}
+_STRING_FEATURES = frozenset(name for name, kind in FEATURE_TYPES.items() if kind == "string")
 
 
 def _value_error(name: str, value: Any) -> ValueError:
@@ -697,6 +698,10 @@ def serialize_example(features: Mapping[str, Any]) -> bytes:
         elif type(value) is int and 0 <= value < 128 and name in _SMALL_INT_PREFIXES:
             append(_SMALL_INT_PREFIXES[name])
             append(_ONE_BYTE[value])
+        elif type(value) is str and name in _STRING_FEATURES:
+            data = value.encode("utf-8")
+            append(_entry_prefix(name, "string", len(data)))
+            append(data)
         else:
             kind, data = _int_or_bytes(name, value)
             append(_entry_prefix(name, kind, len(data)))
