@@ -40,6 +40,7 @@ from components.anomaly_gate.drift import QUANTILES_BUCKETS
 from components.anomaly_gate.executor import VALIDATED_STATISTICS_KEY
 from components.credit.table import (ALL_DIR, EVAL_DIR, STAGED_FILE, TRAIN_DIR, StagedTable,
                                      transform_config)
+from components.evaluator.component import Evaluator
 from components.feature_gen.component import FeatureGen
 from components.pusher.component import Pusher
 from components.statistics_gen.component import StatisticsGen
@@ -201,7 +202,7 @@ def _model_components(config: PipelineConfig, table: Optional[StagedTable], exam
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id(BLESSED_MODEL_RESOLVER)
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=examples,
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],

@@ -1,0 +1,1 @@
+"""Evaluator: TFX's Evaluator, without the cost of printing every eval batch it scores."""
