@@ -51,6 +51,7 @@ sys.path.insert(0, ROOT)
 from common import runtime  # noqa: E402  # before TensorFlow is imported
 
 runtime.use_keras_2()
+runtime.use_eigen_kernels()  # as `riskpipe serve` runs, for the in-process rows too
 runtime.quiet_startup(verbose=False)
 
 CONCURRENCY = 8

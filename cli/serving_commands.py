@@ -6,6 +6,7 @@ defaults, so a deployment can swap the two with the same config files.
 import argparse
 import logging
 
+from common import runtime
 from common.errors import UsageError
 
 # tensorflow_model_server spells booleans --flag=true / --flag=false.
@@ -120,6 +121,7 @@ def _serve(args) -> int:
     import signal
     import threading
 
+    runtime.use_eigen_kernels()  # before serving.server imports TensorFlow
     from serving.server import ModelServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

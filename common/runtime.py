@@ -12,6 +12,7 @@ import sys
 import warnings
 
 KERAS_VARIABLE = "TF_USE_LEGACY_KERAS"
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 TF_LOG_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 # Hides the CUDA plugin registration errors TensorFlow prints at import on a
 # machine without a GPU; real failures still raise Python exceptions.
@@ -29,6 +30,20 @@ def use_keras_2() -> None:
     TF 2.16 reads the variable at its first import, so this must run before it.
     """
     os.environ[KERAS_VARIABLE] = "1"
+
+
+def use_eigen_kernels() -> None:
+    """Makes TensorFlow run its own (Eigen) CPU kernels rather than oneDNN's: the model server's.
+
+    A served call is a few small ops per transaction, where oneDNN's per-call
+    set-up costs more than the arithmetic. Measured on the pushed fraud model's
+    serving_default (session path, 2 vCPU): 45 instead of 66 us in process for
+    one transaction, 181 instead of 222 us of CPU inside the server, and no
+    slower at 8, 64 or 512 transactions; scores differ by at most 1.2e-7. A
+    value the user set wins. TensorFlow reads the variable at its first import,
+    so this must run before it.
+    """
+    os.environ.setdefault(ONEDNN_VARIABLE, "0")
 
 
 def skip_tensorflow_teardown_errors(unraisable, default_hook=sys.__unraisablehook__) -> None:
