@@ -36,12 +36,9 @@ def use_eigen_kernels() -> None:
     """Makes TensorFlow run its own (Eigen) CPU kernels rather than oneDNN's: the model server's.
 
     A served call is a few small ops per transaction, where oneDNN's per-call
-    set-up costs more than the arithmetic. Measured on the pushed fraud model's
-    serving_default (session path, 2 vCPU): 45 instead of 66 us in process for
-    one transaction, 181 instead of 222 us of CPU inside the server, and no
-    slower at 8, 64 or 512 transactions; scores differ by at most 1.2e-7. A
-    value the user set wins. TensorFlow reads the variable at its first import,
-    so this must run before it.
+    set-up costs more than the arithmetic (the README gives the figures, under
+    serve). A value the user set wins. TensorFlow reads the variable at its
+    first import, so this must run before it.
     """
     os.environ.setdefault(ONEDNN_VARIABLE, "0")
 
